@@ -1,0 +1,62 @@
+"""Shared fixtures: the untrained tiny model, real image folders, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.imagegen import write_pictures
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder():
+    """The shipped tiny model: untrained random weights, loaded once per session."""
+    from embedder import EmbedderConfig
+    from embedder.embedder import load_embedder
+
+    return load_embedder(EmbedderConfig(model="tiny", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> list[Path]:
+    """200 distinct images (read-only for tests: copy before changing)."""
+    return write_pictures(tmp_path_factory.mktemp("photos"), 200)
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    return env
+
+
+def run_visearch(*args: str, check: bool = False, timeout: float = 300,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`visearch ARGS` in a subprocess, as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+        timeout=timeout, env=env or cli_env(), cwd=ROOT,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"visearch {' '.join(args)} exited {result.returncode}:\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result
