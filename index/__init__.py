@@ -1,0 +1,1 @@
+"""Index directory: raw vectors, catalog, versioned FAISS indexes, build and search."""

@@ -1,0 +1,123 @@
+"""Nearest-neighbour search over one index version, with per-call parameters.
+
+A Searcher is immutable and safe to share between threads: nprobe and the
+re-ranking depth travel with each call, never as state on the shared index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from embedder.errors import VisearchError
+from index import ann
+from index.directory import IndexDirectory
+from index.manifest import Manifest
+
+MAX_K = 1000
+
+
+class InvalidQueryError(VisearchError, ValueError):
+    """A query the index cannot answer: wrong dimension, not finite, k out of range..."""
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-call settings; None means the index's default from its manifest."""
+
+    k: int = 10
+    nprobe: int | None = None
+    refine_factor: int | None = None
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Ranked results, best first; ids are -1 (and scores -inf) where fewer than k exist."""
+
+    ids: np.ndarray  # (nq, k) int64
+    scores: np.ndarray  # (nq, k) float32
+
+    def row(self, i: int) -> list[tuple[int, float]]:
+        return [(int(j), float(s)) for j, s in zip(self.ids[i], self.scores[i], strict=True)
+                if j >= 0]
+
+
+class Searcher:
+    """The faiss index, raw vectors and catalog of one published version."""
+
+    def __init__(self, directory: IndexDirectory | str, version: int | None = None):
+        self.directory = directory if isinstance(directory, IndexDirectory) else \
+            IndexDirectory(directory)
+        self.manifest: Manifest = self.directory.manifest(version)
+        self.index = faiss.read_index(str(self.directory.index_path(self.manifest)))
+        self.catalog = self.directory.catalog(readonly=True)
+        self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
+        self.is_ivf = ann.ivf_of(self.index) is not None
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def check_params(self, params: SearchParams) -> None:
+        if not 1 <= params.k <= MAX_K:
+            raise InvalidQueryError(f"k must be between 1 and {MAX_K}, not {params.k}")
+        if params.nprobe is not None:
+            if not self.is_ivf:
+                raise InvalidQueryError(f"nprobe applies to IVF indexes; this index is "
+                                        f"{self.manifest.index.spec}")
+            if params.nprobe < 1:
+                raise InvalidQueryError(f"nprobe must be >= 1, not {params.nprobe}")
+        if params.refine_factor is not None and params.refine_factor < 1:
+            raise InvalidQueryError(f"refine factor must be >= 1, not {params.refine_factor}")
+
+    def prepare(self, queries: np.ndarray) -> np.ndarray:
+        """Validate query vectors and normalise them to unit length (cosine similarity)."""
+        q = np.array(queries, dtype=np.float32, ndmin=2, copy=True)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise InvalidQueryError(f"query vectors must have {self.dim} dimensions, "
+                                    f"got shape {tuple(np.shape(queries))}")
+        if not np.isfinite(q).all():
+            raise InvalidQueryError("query vector contains NaN or infinity")
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        if (norms == 0).any():
+            raise InvalidQueryError("query vector is all zeros")
+        return q / norms
+
+    def search(self, queries: np.ndarray, params: SearchParams = SearchParams()) -> Hits:
+        """Top-k by cosine similarity; PQ candidates re-ranked exactly when refine > 1."""
+        self.check_params(params)
+        q = self.prepare(queries)
+        settings = self.manifest.index
+        nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
+        refine = params.refine_factor or settings.refine_factor
+        depth = params.k * refine if refine > 1 and not settings.exact else params.k
+        scores, ids = self.index.search(q, depth, params=ann.search_parameters(self.index,
+                                                                               nprobe))
+        if depth > params.k:
+            scores, ids = self.rerank(q, ids, params.k)
+        return Hits(ids, scores)
+
+    def rerank(self, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """Exact inner products against the stored vectors; keeps the best k of each row."""
+        valid = candidates >= 0
+        vectors = self.store.get(np.where(valid, candidates, 0)).reshape(
+            *candidates.shape, self.dim)
+        exact = np.einsum("qkd,qd->qk", vectors, q)
+        exact[~valid] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        ids = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
+        return np.take_along_axis(exact, order, axis=1).astype(np.float32), ids
+
+    def paths(self, ids: np.ndarray | list[int]) -> dict[int, str]:
+        wanted = [int(i) for i in np.asarray(ids).reshape(-1) if i >= 0]
+        return self.catalog.paths(wanted) if wanted else {}
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,1 @@
+"""gRPC search service, its client, and the `visearch` command."""

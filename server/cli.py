@@ -1,0 +1,65 @@
+"""The `visearch` command: subcommands from each package, and errors turned into exit codes here.
+
+The server package is the top of the dependency graph (embedder <- index <-
+server), so the one console script lives here and composes the others.
+Handlers import torch and faiss only when they run, so `--help` and
+`visearch query` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+
+from PIL import Image
+
+from embedder.errors import VisearchError
+from index.cli import add_build_parser
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="visearch", description="Visual search: CLIP embeddings, a FAISS index, gRPC.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_build_parser(subparsers)
+    return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # open_clip logs every config lookup and warns about random init in its own
+        # words; our loader says "untrained" once, in ours.
+        logging.getLogger().handlers[0].addFilter(
+            lambda r: r.name.startswith("visearch") or r.levelno >= logging.ERROR)
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print(f"visearch {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except VisearchError as exc:
+        if args.verbose:
+            raise
+        print(f"visearch {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
