@@ -1,0 +1,1 @@
+"""visearch gRPC API (generated code lives beside the .proto files)."""

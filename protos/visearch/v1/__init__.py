@@ -1,0 +1,1 @@
+"""visearch.v1: search.proto and its generated Python modules."""

@@ -1,0 +1,151 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CropBox(_message.Message):
+    __slots__ = ("left", "top", "right", "bottom")
+    LEFT_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    RIGHT_FIELD_NUMBER: _ClassVar[int]
+    BOTTOM_FIELD_NUMBER: _ClassVar[int]
+    left: int
+    top: int
+    right: int
+    bottom: int
+    def __init__(self, left: _Optional[int] = ..., top: _Optional[int] = ..., right: _Optional[int] = ..., bottom: _Optional[int] = ...) -> None: ...
+
+class ImageQuery(_message.Message):
+    __slots__ = ("data", "crop")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    crop: CropBox
+    def __init__(self, data: _Optional[bytes] = ..., crop: _Optional[_Union[CropBox, _Mapping]] = ...) -> None: ...
+
+class Embedding(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("image", "text", "embedding", "k", "nprobe", "refine_factor")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    NPROBE_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    image: ImageQuery
+    text: str
+    embedding: Embedding
+    k: int
+    nprobe: int
+    refine_factor: int
+    def __init__(self, image: _Optional[_Union[ImageQuery, _Mapping]] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ...) -> None: ...
+
+class Hit(_message.Message):
+    __slots__ = ("id", "path", "score")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    path: str
+    score: float
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class Timings(_message.Message):
+    __slots__ = ("decode_ms", "embed_ms", "search_ms", "total_ms")
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    EMBED_MS_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    decode_ms: float
+    embed_ms: float
+    search_ms: float
+    total_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("hits", "timings", "index_version")
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    hits: _containers.RepeatedCompositeFieldContainer[Hit]
+    timings: Timings
+    index_version: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., index_version: _Optional[int] = ...) -> None: ...
+
+class SearchBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[SearchRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[SearchRequest, _Mapping]]] = ...) -> None: ...
+
+class QueryError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SearchBatchResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: SearchResponse
+    error: QueryError
+    def __init__(self, response: _Optional[_Union[SearchResponse, _Mapping]] = ..., error: _Optional[_Union[QueryError, _Mapping]] = ...) -> None: ...
+
+class SearchBatchResponse(_message.Message):
+    __slots__ = ("results", "index_version")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SearchBatchResult]
+    index_version: int
+    def __init__(self, results: _Optional[_Iterable[_Union[SearchBatchResult, _Mapping]]] = ..., index_version: _Optional[int] = ...) -> None: ...
+
+class InfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InfoResponse(_message.Message):
+    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PRETRAINED_FIELD_NUMBER: _ClassVar[int]
+    UNTRAINED_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_SPEC_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_NPROBE_FIELD_NUMBER: _ClassVar[int]
+    REFINE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    BUILD_TIME_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_K_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_IMAGES_AND_TEXT_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    pretrained: str
+    untrained: bool
+    weights_sha256: str
+    dim: int
+    vector_count: int
+    index_spec: str
+    exact: bool
+    default_nprobe: int
+    refine_factor: int
+    build_time: str
+    format_version: int
+    index_version: int
+    device: str
+    max_k: int
+    accepts_images_and_text: bool
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ...) -> None: ...
