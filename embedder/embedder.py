@@ -54,7 +54,7 @@ class Embedder:
         self.identity = ModelIdentity(
             name=cfg.model,
             pretrained=None if loaded.resolved.untrained or cfg.checkpoint else cfg.pretrained,
-            checkpoint=cfg.checkpoint,
+            checkpoint=loaded.resolved.checkpoint if cfg.checkpoint else None,
             weights_sha256=loaded.weights_sha256,
             embed_dim=int(loaded.model.visual.output_dim),  # type: ignore[union-attr,arg-type]
             untrained=loaded.resolved.untrained,

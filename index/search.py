@@ -7,6 +7,7 @@ re-ranking depth travel with each call, never as state on the shared index.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -47,7 +48,7 @@ class Hits:
 class Searcher:
     """The faiss index, raw vectors and catalog of one published version."""
 
-    def __init__(self, directory: IndexDirectory | str, version: int | None = None):
+    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
         self.manifest: Manifest = self.directory.manifest(version)

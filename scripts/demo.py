@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make demo`: a sample corpus, an index, and a few queries with their results.
+"""`make demo`: a sample corpus, an index, a gRPC server, and queries against it.
 
 Uses the default CLIP model (ViT-B-32, laion2b_s34b_b79k) when its weights can
 be had, otherwise says so and falls back to the untrained tiny model.
@@ -8,6 +8,8 @@ be had, otherwise says so and falls back to the untrained tiny model.
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +24,7 @@ from embedder.weights import WeightsUnavailableError, resolve_model  # noqa: E40
 from server.cli import main as visearch  # noqa: E402
 
 DEMO = ROOT / "demo"
+GROUPS = 40
 
 
 def model_arguments() -> list[str]:
@@ -34,38 +37,43 @@ def model_arguments() -> list[str]:
         return ["--model", "tiny"]
 
 
-def show_queries(index_dir: Path, queries: list[Path], model: list[str]) -> None:
-    from embedder.decode import decode_image
-    from embedder.embedder import load_embedder
-    from index.search import Searcher, SearchParams
-
-    searcher = Searcher(index_dir)
-    m = searcher.manifest.model
-    embedder = load_embedder(EmbedderConfig(model=m.name, pretrained=m.pretrained))
-    for query in queries:
-        start = time.perf_counter()
-        vector = embedder.encode_pil([decode_image(query.read_bytes())])
-        hits = searcher.search(vector, SearchParams(k=5))
-        ms = (time.perf_counter() - start) * 1000
-        group = query.name.split("_")[0]
-        print(f"\nquery {query.name} ({ms:.1f} ms):")
-        paths = searcher.paths(hits.ids[0])
-        for rank, (vid, score) in enumerate(hits.row(0), 1):
-            name = Path(paths[vid]).name
-            mark = "same group" if name.startswith(group) else ""
-            print(f"  {rank}. {score:.3f}  {name}  {mark}")
+def start_server(index_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = DEMO / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", str(index_dir),
+                             "--port", "0", "--port-file", str(port_file)], cwd=ROOT)
+    deadline = time.monotonic() + 300
+    while not port_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("demo: the server did not start")
+        time.sleep(0.2)
+    return proc, int(port_file.read_text())
 
 
 def main() -> int:
     shutil.rmtree(DEMO, ignore_errors=True)
-    corpus, queries = write_corpus(DEMO / "data", groups=40)
-    print(f"demo: generated {len(corpus)} images in 40 groups, {len(queries)} held-out queries")
-    model = model_arguments()
+    corpus, queries = write_corpus(DEMO / "data", groups=GROUPS)
+    print(f"demo: generated {len(corpus)} images in {GROUPS} groups, {len(queries)} held-out "
+          f"queries, labels in {DEMO / 'data' / 'labels.csv'}")
     index_dir = DEMO / "index"
-    code = visearch(["build", str(DEMO / "data" / "corpus"), "--out", str(index_dir), *model])
+    code = visearch(["build", str(DEMO / "data" / "corpus"), "--out", str(index_dir),
+                     *model_arguments()])
     if code:
         return code
-    show_queries(index_dir, queries[:3], model)
+    server, port = start_server(index_dir)
+    target = f"127.0.0.1:{port}"
+    try:
+        for query in queries[:2]:
+            print(f"\n$ visearch query --server {target} {query.name} -k 5")
+            visearch(["query", "--server", target, str(query), "-k", "5"])
+        print(f"\n$ visearch query --server {target} {queries[2].name} --crop 0,0,128,128 -k 3")
+        visearch(["query", "--server", target, str(queries[2]), "--crop", "0,0,128,128",
+                  "-k", "3"])
+        print(f'\n$ visearch query --server {target} --text "a red circle" -k 3')
+        visearch(["query", "--server", target, "--text", "a red circle", "-k", "3"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    print("\ndemo: each query's right answers are the images of its group (file name prefix)")
     return 0
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from embedder.errors import VisearchError
 from index.cli import add_build_parser
+from server.commands import add_query_parser, add_serve_parser
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_build_parser(subparsers)
+    add_serve_parser(subparsers)
+    add_query_parser(subparsers)
     return parser
 
 

@@ -1,0 +1,206 @@
+"""Server start-up and shutdown: gRPC server, health, reflection, threads, signals.
+
+The port opens first with health NOT_SERVING; the index and model load; health
+turns SERVING. On SIGTERM/SIGINT health turns NOT_SERVING, in-flight calls get
+a grace period, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from visearch.v1 import search_pb2, search_pb2_grpc
+
+from index.atomic import write_bytes_atomic
+from server.service import ServiceConfig, load_service
+from server.servicer import VisualSearchServicer
+
+log = logging.getLogger("visearch.server")
+
+SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VisualSearch"].full_name
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    index_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"
+    checkpoint: str | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    rpc_threads: int = 64
+    grace_seconds: float = 10.0
+    drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
+    port_file: Path | None = None
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+
+
+def message_options(max_bytes: int) -> list[tuple[str, int]]:
+    """The same limits on server and client: larger requests get RESOURCE_EXHAUSTED."""
+    return [("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes)]
+
+
+def configure_threads() -> int:
+    """The model gets every core inside one batched forward pass; faiss one core per call,
+    since request threads already search in parallel. Nothing oversubscribes."""
+    import faiss
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+    torch.set_num_threads(cores)
+    faiss.omp_set_num_threads(1)
+    return cores
+
+
+class InFlight:
+    """Counts calls queued or running, so shutdown waits for them and not for health watchers."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def begin(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def end(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
+class TrackingExecutor(futures.ThreadPoolExecutor):
+    """The RPC thread pool, counting every call from submission to completion."""
+
+    def __init__(self, max_workers: int):
+        super().__init__(max_workers=max_workers, thread_name_prefix="rpc")
+        self.in_flight = InFlight()
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.in_flight.begin()  # counted while queued too: a queued call is in flight
+
+        def tracked():  # type: ignore[no-untyped-def]
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.in_flight.end()
+
+        try:
+            return super().submit(tracked)
+        except BaseException:
+            self.in_flight.end()
+            raise
+
+
+class SearchServer:
+    """A running server; ``start`` binds the port, ``load`` makes it SERVING."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.servicer = VisualSearchServicer()
+        self._executor = TrackingExecutor(config.rpc_threads)
+        self._server = grpc.server(self._executor,
+                                   options=message_options(config.max_message_bytes))
+        search_pb2_grpc.add_VisualSearchServicer_to_server(self.servicer, self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
+        self.port = 0
+        self._stopped = threading.Event()
+
+    def start(self) -> int:
+        address = f"{self.config.host}:{self.config.port}"
+        self.port = self._server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        self._server.start()
+        log.info("listening on %s:%d (NOT_SERVING until loaded)", self.config.host, self.port)
+        return self.port
+
+    def load(self) -> None:
+        configure_threads()
+        service = load_service(self.config.index_dir, device=self.config.device,
+                               checkpoint=self.config.checkpoint, config=self.config.service)
+        self.servicer.device = str(service.embedder.device) if service.embedder else "none"
+        self.servicer.service = service
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        m = service.searcher.manifest
+        log.info("serving %s version %d: %d vectors, %s, model %s%s", self.config.index_dir,
+                 m.version, service.searcher.ntotal, m.index.spec, m.model.name,
+                 " (UNTRAINED)" if m.model.untrained else "")
+        if self.config.port_file:
+            write_bytes_atomic(self.config.port_file, f"{self.port}\n".encode())
+
+    def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING, a short drain, then in-flight calls get ``grace`` seconds.
+
+        Health watch streams never end by themselves; they are cut once the search
+        calls are done instead of holding shutdown for the whole grace period.
+        """
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        time.sleep(self.config.drain_seconds)
+        grace = self.config.grace_seconds if grace is None else grace
+        self._server.stop(grace)  # no new calls from here on
+        if not self._executor.in_flight.wait_idle(grace):
+            log.warning("in-flight calls outlived the %.0f s grace period", grace)
+        self._server.stop(0).wait()
+        if self.servicer.service is not None:
+            self.servicer.service.close()
+        log.info("stopped")
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+
+def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a graceful stop."""
+    server = SearchServer(config)
+    server.start()
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: shutting down (grace %.0f s)", signal.Signals(signum).name,
+                 config.grace_seconds)
+        stopping.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        try:
+            server.load()
+        except BaseException:
+            server.stop(grace=0)
+            raise
+        while not stopping.wait(0.2):
+            pass
+        server.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+

@@ -1,0 +1,144 @@
+"""Python client for the visearch gRPC service.
+
+    with SearchClient("localhost:50051") as client:
+        for hit in client.search_image("cat.jpg", k=5).hits:
+            print(hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from visearch.v1 import search_pb2, search_pb2_grpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    path: str
+    score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    timings: dict[str, float]
+    index_version: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hits": [asdict(h) for h in self.hits], "timings": self.timings,
+                "index_version": self.index_version}
+
+
+@dataclass(frozen=True)
+class QueryFailed:
+    """One query of a batch that failed; the others still have results."""
+
+    code: str
+    message: str
+
+
+def image_request(image: bytes | str | Path, *, k: int = 10,
+                  crop: Sequence[int] | None = None, nprobe: int | None = None,
+                  refine_factor: int | None = None) -> search_pb2.SearchRequest:
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    query = search_pb2.ImageQuery(data=data)
+    if crop is not None:
+        left, top, right, bottom = (int(v) for v in crop)
+        query.crop.CopyFrom(search_pb2.CropBox(left=left, top=top, right=right, bottom=bottom))
+    return _with_params(search_pb2.SearchRequest(image=query), k, nprobe, refine_factor)
+
+
+def text_request(text: str, *, k: int = 10, nprobe: int | None = None,
+                 refine_factor: int | None = None) -> search_pb2.SearchRequest:
+    return _with_params(search_pb2.SearchRequest(text=text), k, nprobe, refine_factor)
+
+
+def vector_request(vector: Sequence[float] | np.ndarray, *, k: int = 10,
+                   nprobe: int | None = None,
+                   refine_factor: int | None = None) -> search_pb2.SearchRequest:
+    values = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
+    request = search_pb2.SearchRequest(embedding=search_pb2.Embedding(values=values))
+    return _with_params(request, k, nprobe, refine_factor)
+
+
+def _with_params(request: search_pb2.SearchRequest, k: int, nprobe: int | None,
+                 refine_factor: int | None) -> search_pb2.SearchRequest:
+    request.k = k
+    if nprobe is not None:
+        request.nprobe = nprobe
+    if refine_factor is not None:
+        request.refine_factor = refine_factor
+    return request
+
+
+def result_from_proto(response: search_pb2.SearchResponse) -> SearchResult:
+    t = response.timings
+    return SearchResult(
+        hits=[Hit(h.id, h.path, h.score) for h in response.hits],
+        timings={"decode_ms": t.decode_ms, "embed_ms": t.embed_ms, "search_ms": t.search_ms,
+                 "total_ms": t.total_ms},
+        index_version=response.index_version,
+    )
+
+
+class SearchClient:
+    """A channel to one server; thread-safe. Errors are ``grpc.RpcError`` with a status code."""
+
+    def __init__(self, target: str, *, timeout: float | None = 30.0,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes)])
+        self.stub = search_pb2_grpc.VisualSearchStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def search(self, request: search_pb2.SearchRequest, timeout: float | None = None
+               ) -> SearchResult:
+        return result_from_proto(self.stub.Search(request, timeout=timeout or self.timeout))
+
+    def search_image(self, image: bytes | str | Path, **kwargs: Any) -> SearchResult:
+        return self.search(image_request(image, **kwargs))
+
+    def search_text(self, text: str, **kwargs: Any) -> SearchResult:
+        return self.search(text_request(text, **kwargs))
+
+    def search_vector(self, vector: Sequence[float] | np.ndarray, **kwargs: Any) -> SearchResult:
+        return self.search(vector_request(vector, **kwargs))
+
+    def search_batch(self, requests: Sequence[search_pb2.SearchRequest],
+                     timeout: float | None = None) -> list[SearchResult | QueryFailed]:
+        response = self.stub.SearchBatch(search_pb2.SearchBatchRequest(requests=requests),
+                                         timeout=timeout or self.timeout)
+        return [result_from_proto(r.response) if r.HasField("response")
+                else QueryFailed(r.error.code, r.error.message) for r in response.results]
+
+    def info(self) -> dict[str, Any]:
+        from google.protobuf.json_format import MessageToDict
+
+        response = self.stub.Info(search_pb2.InfoRequest(), timeout=self.timeout)
+        return MessageToDict(response, preserving_proto_field_name=True,
+                             always_print_fields_with_no_presence=True)
+
+    def health(self, service: str = "") -> str:
+        response = self.health_stub.Check(health_pb2.HealthCheckRequest(service=service),
+                                          timeout=self.timeout)
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> SearchClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,135 @@
+"""The gRPC servicer: protobuf <-> SearchService, and errors -> status codes in one place."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import numpy as np
+from visearch.v1 import search_pb2, search_pb2_grpc
+
+from embedder.decode import ImageDecodeError
+from embedder.errors import VisearchError
+from index.search import InvalidQueryError, SearchParams
+from server.batcher import BatcherClosedError
+from server.service import (
+    DEFAULT_K,
+    DeadlineExceededError,
+    NoModelError,
+    Query,
+    Result,
+    SearchService,
+)
+
+log = logging.getLogger("visearch.server")
+MAX_BATCH_QUERIES = 1024
+
+STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
+    (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NoModelError, grpc.StatusCode.FAILED_PRECONDITION),
+    (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
+    (VisearchError, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    for kind, code in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return code, str(exc)
+    log.error("internal error", exc_info=exc)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+
+
+def query_from_proto(request: search_pb2.SearchRequest) -> Query:
+    params = SearchParams(
+        k=request.k or DEFAULT_K,
+        nprobe=request.nprobe if request.HasField("nprobe") else None,
+        refine_factor=request.refine_factor if request.HasField("refine_factor") else None,
+    )
+    crop = None
+    if request.HasField("image") and request.image.HasField("crop"):
+        box = request.image.crop
+        crop = (box.left, box.top, box.right, box.bottom)
+    return Query(
+        params=params,
+        image=request.image.data if request.HasField("image") else None,
+        crop=crop,
+        text=request.text if request.HasField("text") else None,
+        vector=np.asarray(request.embedding.values, dtype=np.float32)
+        if request.HasField("embedding") else None,
+    )
+
+
+def response_to_proto(result: Result) -> search_pb2.SearchResponse:
+    t = result.timings
+    return search_pb2.SearchResponse(
+        hits=[search_pb2.Hit(id=i, path=p, score=s) for i, p, s in result.hits],
+        timings=search_pb2.Timings(decode_ms=t.decode_ms, embed_ms=t.embed_ms,
+                                   search_ms=t.search_ms, total_ms=t.total_ms),
+        index_version=result.index_version,
+    )
+
+
+class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
+    """Answers UNAVAILABLE until ``service`` is set, i.e. until model and index are loaded."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.service: SearchService | None = None
+        self.device = device
+
+    def _service(self, context: grpc.ServicerContext) -> SearchService:
+        if self.service is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the index and model are still loading")
+        assert self.service is not None
+        return self.service
+
+    def Search(self, request: search_pb2.SearchRequest, context: grpc.ServicerContext
+               ) -> search_pb2.SearchResponse:
+        service = self._service(context)
+        try:
+            result = service.search(query_from_proto(request), context.time_remaining())
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status code
+            context.abort(*status_for(exc))
+        return response_to_proto(result)
+
+    def SearchBatch(self, request: search_pb2.SearchBatchRequest,
+                    context: grpc.ServicerContext) -> search_pb2.SearchBatchResponse:
+        service = self._service(context)
+        if len(request.requests) > MAX_BATCH_QUERIES:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"at most {MAX_BATCH_QUERIES} queries per batch")
+        queries: list[Query | Exception] = []
+        for item in request.requests:
+            try:
+                queries.append(query_from_proto(item))
+            except VisearchError as exc:
+                queries.append(exc)
+        valid = [q for q in queries if isinstance(q, Query)]
+        answers = iter(service.search_many(valid, context.time_remaining()))
+        response = search_pb2.SearchBatchResponse(index_version=service.searcher.manifest.version)
+        for query in queries:
+            outcome = next(answers) if isinstance(query, Query) else query
+            if isinstance(outcome, Result):
+                response.results.add(response=response_to_proto(outcome))
+            else:
+                code, message = status_for(outcome)
+                response.results.add(error=search_pb2.QueryError(code=code.name,
+                                                                 message=message))
+        return response
+
+    def Info(self, request: search_pb2.InfoRequest, context: grpc.ServicerContext
+             ) -> search_pb2.InfoResponse:
+        service = self._service(context)
+        m = service.searcher.manifest
+        return search_pb2.InfoResponse(
+            model=m.model.name, pretrained=m.model.pretrained or "", untrained=m.model.untrained,
+            weights_sha256=m.model.weights_sha256, dim=m.dim, vector_count=service.searcher.ntotal,
+            index_spec=m.index.spec, exact=m.index.exact,
+            default_nprobe=m.index.default_nprobe or 0, refine_factor=m.index.refine_factor,
+            build_time=m.created, format_version=m.format_version, index_version=m.version,
+            device=self.device, max_k=service.config.max_k,
+            accepts_images_and_text=service.accepts_images_and_text,
+        )
+
