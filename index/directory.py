@@ -15,11 +15,14 @@ CURRENT, so a killed build never leaves a half-written index behind.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from embedder.errors import VisearchError
 from index.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
@@ -118,6 +121,21 @@ class IndexDirectory:
             raise
         write_bytes_atomic(self.path / "CURRENT", f"{final.name}\n".encode())
         self.prune()
+
+    def republish(self, manifest: Manifest, **index_changes: Any) -> Manifest:
+        """A new version with changed search defaults and the same index file (hard-linked)."""
+        source = self.index_path(manifest)
+        updated = replace(manifest.with_index(**index_changes), version=self.next_version(),
+                          created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+        def link(target: Path) -> None:
+            try:
+                os.link(source, target)
+            except OSError:  # another file system, or no hard links: copy
+                shutil.copyfile(source, target)
+
+        self.publish(updated, link)
+        return updated
 
     def prune(self, keep: int = KEEP_VERSIONS) -> None:
         """Drop old versions and abandoned staging directories (the build lock is held)."""

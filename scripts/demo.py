@@ -70,9 +70,15 @@ def main() -> int:
                   "-k", "3"])
         print(f'\n$ visearch query --server {target} --text "a red circle" -k 3')
         visearch(["query", "--server", target, "--text", "a red circle", "-k", "3"])
+        labels = DEMO / "data" / "labels.csv"
+        print(f"\n$ visearch eval {index_dir.name} --labels labels.csv --k 1,5 --server {target}")
+        visearch(["eval", str(index_dir), "--labels", str(labels), "--k", "1,5",
+                  "--server", target])
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+    print(f"\n$ visearch eval {index_dir.name} --k 1,10")
+    visearch(["eval", str(index_dir), "--k", "1,10"])
     print("\ndemo: each query's right answers are the images of its group (file name prefix)")
     return 0
 

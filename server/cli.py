@@ -9,15 +9,17 @@ Handlers import torch and faiss only when they run, so `--help` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from PIL import Image
 
 from embedder.errors import VisearchError
 from index.cli import add_build_parser
+from index.eval_cli import add_eval_parser
 from server.commands import add_query_parser, add_serve_parser
 
 EXIT_ERROR = 1
@@ -32,7 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(subparsers)
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
+    add_eval_parser(subparsers, remote=remote_backend)
     return parser
+
+
+@contextlib.contextmanager
+def remote_backend(target: str) -> Iterator[object]:
+    """`visearch eval --server`: the evaluation searches through the gRPC service."""
+    from server.client import SearchClient
+    from server.remote import RemoteBackend
+
+    with SearchClient(target) as client:
+        yield RemoteBackend(client)
 
 
 def configure_logging(verbose: bool) -> None:

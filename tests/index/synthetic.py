@@ -15,4 +15,5 @@ def clustered(n: int, dim: int = 64, clusters: int = 100, spread: float = 0.35,
 
 
 def keys(n: int, start: int = 0) -> list[str]:
-    return [f"synthetic://{i}" for i in range(start, start + n)]
+    """Catalog keys shaped like absolute paths, as labels files name them."""
+    return [f"/synthetic/{i:07d}" for i in range(start, start + n)]

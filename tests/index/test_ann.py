@@ -12,17 +12,15 @@ from index.indexing import IndexingOptions
 from index.params import IndexOverrides
 from index.search import InvalidQueryError, Searcher, SearchParams
 from index.vector_import import import_vectors, precomputed_identity
+from tests.index.conftest import IVF_DIM, IVF_N
 from tests.index.synthetic import clustered, keys
 
-N, DIM = 20_000, 64
+N, DIM = IVF_N, IVF_DIM
 
 
-@pytest.fixture(scope="module")
-def ivf_dir(tmp_path_factory):
-    directory = IndexDirectory(tmp_path_factory.mktemp("ivf") / "idx")
-    import_vectors(directory, clustered(N, DIM), keys(N), precomputed_identity(DIM),
-                   IndexingOptions(progress=False))
-    return directory
+@pytest.fixture()
+def ivf_dir(ivf_template):
+    return ivf_template
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
@@ -67,7 +65,8 @@ def test_per_call_nprobe_does_not_touch_the_shared_index(ivf_dir):
     assert ann.ivf_of(searcher.index).nprobe == before
 
 
-def test_incremental_add_reuses_the_trained_index(ivf_dir):
+def test_incremental_add_reuses_the_trained_index(ivf_copy):
+    ivf_dir = ivf_copy
     first = Searcher(ivf_dir).manifest
     result = import_vectors(ivf_dir, clustered(500, DIM, seed=11), keys(500, start=N),
                             precomputed_identity(DIM), IndexingOptions(progress=False))

@@ -1,0 +1,164 @@
+"""ANN fidelity: the index against exact search over the stored vectors, across settings.
+
+The search itself is behind a small protocol, so the same sweep measures the
+index in-process or end to end through the gRPC server.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import faiss
+import numpy as np
+from faiss.contrib.exhaustive_search import knn_ground_truth
+
+from index.metrics import k_recall_at_k, one_recall_at_k
+from index.search import Hits, Searcher, SearchParams
+from index.vectors import VectorStore
+
+
+class SearchBackend(Protocol):
+    def search(self, queries: np.ndarray, params: SearchParams) -> Hits:
+        """Many queries in one call (batched)."""
+
+    def search_one(self, query: np.ndarray, params: SearchParams) -> Hits:
+        """One query per call, as an interactive client sends them."""
+
+
+class LocalBackend:
+    """The index searched in this process."""
+
+    def __init__(self, searcher: Searcher):
+        self.searcher = searcher
+
+    def search(self, queries: np.ndarray, params: SearchParams) -> Hits:
+        return self.searcher.search(queries, params)
+
+    def search_one(self, query: np.ndarray, params: SearchParams) -> Hits:
+        return self.searcher.search(query[None], params)
+
+
+@dataclass(frozen=True)
+class Setting:
+    nprobe: int | None
+    refine: int
+
+    def params(self, k: int) -> SearchParams:
+        return SearchParams(k=k, nprobe=self.nprobe, refine_factor=self.refine)
+
+    @property
+    def label(self) -> str:
+        probe = "-" if self.nprobe is None else str(self.nprobe)
+        return f"nprobe={probe} refine={self.refine}"
+
+
+@dataclass
+class SettingResult:
+    setting: Setting
+    k_recall: dict[int, float]
+    one_recall: dict[int, float]
+    batch_qps: float
+    single_ms: dict[str, float]  # mean, p50, p99
+    single_qps: float
+    pareto: bool = False
+
+
+@dataclass
+class Sweep:
+    results: list[SettingResult]
+    ks: list[int]
+    num_queries: int
+    single_queries: int
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+def sample_ids(live_ids: np.ndarray, count: int, seed: int) -> np.ndarray:
+    if count >= len(live_ids):
+        return live_ids
+    return np.sort(np.random.default_rng(seed).choice(live_ids, size=count, replace=False))
+
+
+def exact_neighbours(store: VectorStore, live_ids: np.ndarray, queries: np.ndarray, k: int,
+                     batch_size: int = 65536) -> np.ndarray:
+    """Exact inner-product top-k ids over the live stored vectors, one block in RAM at a time."""
+    blocks = (vectors for _, vectors in store.iter_batches(live_ids, batch_size))
+    _, positions = knn_ground_truth(np.ascontiguousarray(queries, dtype=np.float32), blocks, k,
+                                    metric_type=faiss.METRIC_INNER_PRODUCT, ngpu=0)
+    return np.where(positions >= 0, live_ids[np.maximum(positions, 0)], -1)
+
+
+def default_settings(nlist: int | None, default_nprobe: int | None, refine: int,
+                     exact: bool) -> list[Setting]:
+    """Powers of four up to nlist plus the default nprobe; with and without re-ranking."""
+    if nlist is None:
+        return [Setting(None, 1)]
+    probes = sorted({p for p in (1, 4, 16, 64, 256, 1024) if p <= nlist} | {default_nprobe or 1})
+    refines = [1] if exact or refine <= 1 else [1, refine]
+    return [Setting(p, r) for r in refines for p in probes]
+
+
+def measure(backend: SearchBackend, setting: Setting, queries: np.ndarray, truth: np.ndarray,
+            ks: list[int], single_queries: int) -> SettingResult:
+    params = setting.params(max(ks))
+    backend.search(queries[:1], params)  # warm caches and connections
+    start = time.perf_counter()
+    hits = backend.search(queries, params)
+    batch_seconds = time.perf_counter() - start
+    latencies = []
+    for query in queries[:single_queries]:
+        start = time.perf_counter()
+        backend.search_one(query, params)
+        latencies.append((time.perf_counter() - start) * 1000)
+    lat = np.array(latencies)
+    return SettingResult(
+        setting=setting,
+        k_recall={k: k_recall_at_k(hits.ids, truth, k) for k in ks},
+        one_recall={k: one_recall_at_k(hits.ids, truth, k) for k in ks},
+        batch_qps=len(queries) / batch_seconds,
+        single_ms={"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+                   "p99": float(np.percentile(lat, 99))},
+        single_qps=1000 / float(lat.mean()),
+    )
+
+
+def sweep(backend: SearchBackend, queries: np.ndarray, truth: np.ndarray, ks: list[int],
+          settings: list[Setting], front_k: int, single_queries: int = 200) -> Sweep:
+    """Every setting measured; the Pareto front marked on ``front_k``-recall vs batch QPS."""
+    results = [measure(backend, s, queries, truth, ks, min(single_queries, len(queries)))
+               for s in settings]
+    mark_pareto(results, front_k)
+    return Sweep(results, ks, len(queries), min(single_queries, len(queries)))
+
+
+def mark_pareto(results: list[SettingResult], k: int) -> None:
+    """A setting is on the front when no other is at least as good in recall and speed and
+    better in one of them."""
+    for r in results:
+        r.pareto = not any(
+            o.k_recall[k] >= r.k_recall[k] and o.batch_qps >= r.batch_qps
+            and (o.k_recall[k] > r.k_recall[k] or o.batch_qps > r.batch_qps)
+            for o in results if o is not r)
+
+
+def fastest_meeting(results: list[SettingResult], target: float, k: int
+                    ) -> SettingResult | None:
+    """The fastest (batch QPS) setting whose k-recall@k reaches ``target``."""
+    meeting = [r for r in results if r.k_recall[k] >= target]
+    return max(meeting, key=lambda r: r.batch_qps) if meeting else None
+
+
+def describe_machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [ln.split(":", 1)[1].strip() for ln in handle if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "faiss_gpus": faiss.get_num_gpus(),
+            "faiss": faiss.__version__, "python": platform.python_version()}
