@@ -60,7 +60,9 @@ def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchPar
                          f"{type(faiss.downcast_index(index)).__name__}")
     params = faiss.SearchParametersIVF(nprobe=int(nprobe))  # type: ignore[call-arg]
     if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
-        return faiss.SearchParametersPreTransform(index_params=params)  # type: ignore[call-arg]
+        outer = faiss.SearchParametersPreTransform(index_params=params)  # type: ignore[call-arg]
+        outer.referenced_objects = [params]  # type: ignore[attr-defined]  # SWIG keeps a bare pointer
+        return outer
     return params
 
 
