@@ -7,6 +7,7 @@ id and its old one is marked deleted.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -113,7 +114,9 @@ class Catalog:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             if self.readonly:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                # A read-only mount cannot hold WAL's shared-memory file: read it as immutable.
+                flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "immutable=1"
+                conn = sqlite3.connect(f"file:{self.path}?{flags}", uri=True, timeout=30)
             else:
                 conn = sqlite3.connect(self.path, timeout=30)
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -53,6 +53,20 @@ def message_options(max_bytes: int) -> list[tuple[str, int]]:
             ("grpc.max_send_message_length", max_bytes)]
 
 
+def runtime_report(embedder_device: str) -> str:
+    """Which faiss build and which devices this process found (logged at start-up)."""
+    import faiss
+    import torch
+
+    gpus = faiss.get_num_gpus()
+    kind = f"GPU build, {gpus} GPU(s)" if hasattr(faiss, "StandardGpuResources") else "CPU build"
+    device = embedder_device
+    if device.startswith("cuda"):
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return (f"faiss {faiss.__version__} ({kind}); torch {torch.__version__}, "
+            f"CUDA available: {torch.cuda.is_available()}; model on {device}")
+
+
 def configure_threads() -> int:
     """The model gets every core inside one batched forward pass; faiss one core per call,
     since request threads already search in parallel. Nothing oversubscribes."""
@@ -144,6 +158,7 @@ class SearchServer:
         service = load_service(self.config.index_dir, device=self.config.device,
                                checkpoint=self.config.checkpoint, config=self.config.service)
         self.servicer.device = str(service.embedder.device) if service.embedder else "none"
+        log.info("%s", runtime_report(self.servicer.device))
         self.servicer.service = service
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

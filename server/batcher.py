@@ -14,8 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger("visearch.server")
 
@@ -98,11 +97,3 @@ class MicroBatcher(Generic[In, Out]):
         for (_, future), result in zip(live, results, strict=True):
             future.set_result(result)
 
-
-def wait(future: Future[Any], timeout: float | None) -> Any:
-    """The result, cancelling the work if the caller stops waiting."""
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeoutError:
-        future.cancel()
-        raise

@@ -20,7 +20,7 @@ from PIL import Image
 from embedder.errors import VisearchError
 from index.cli import add_build_parser
 from index.eval_cli import add_eval_parser
-from server.commands import add_query_parser, add_serve_parser
+from server.commands import add_health_parser, add_query_parser, add_serve_parser
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(subparsers)
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
+    add_health_parser(subparsers)
     add_eval_parser(subparsers, remote=remote_backend)
     return parser
 

@@ -65,6 +65,29 @@ def serve_command(args: argparse.Namespace) -> int:
     ))
 
 
+def add_health_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "health", help="exit 0 when a server reports SERVING (for container health checks)",
+        description="Ask a server's standard grpc.health.v1 service; exit 0 when SERVING.")
+    parser.add_argument("--server", default="localhost:50051", help="host:port")
+    parser.add_argument("--service", default="", help="service name ('' for the server)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    parser.set_defaults(handler=health_command)
+
+
+def health_command(args: argparse.Namespace) -> int:
+    from server.client import SearchClient
+
+    with SearchClient(args.server, timeout=args.timeout) as client:
+        try:
+            status = client.health(args.service)
+        except grpc.RpcError as exc:
+            print(f"{args.server}: {exc.code().name}", file=sys.stderr)
+            return 1
+    print(f"{args.server}: {status}")
+    return 0 if status == "SERVING" else 1
+
+
 def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("query", help=QUERY_HELP, description=QUERY_HELP)
     parser.add_argument("image", nargs="?", type=Path, help="query image file")

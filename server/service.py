@@ -6,8 +6,10 @@ micro-batched model; vector searches run in the request threads.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +23,7 @@ from embedder.errors import VisearchError
 from index.build import ModelMismatchError
 from index.search import MAX_K, InvalidQueryError, Searcher, SearchParams
 from index.vector_import import precomputed_identity
-from server.batcher import MicroBatcher, wait
+from server.batcher import MicroBatcher
 
 DEFAULT_K = 10
 
@@ -32,6 +34,14 @@ class NoModelError(VisearchError):
 
 class DeadlineExceededError(VisearchError):
     """The caller's deadline passed before the answer was ready."""
+
+
+class CancelledByClientError(VisearchError):
+    """The caller went away; its queries are dropped before they reach the model."""
+
+
+# How often a waiting request looks at its deadline and its cancellation flag.
+POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -91,20 +101,25 @@ class SearchService:
 
     # --- single queries ---------------------------------------------------
 
-    def search(self, query: Query, timeout: float | None = None) -> Result:
+    def search(self, query: Query, timeout: float | None = None,
+               cancelled: threading.Event | None = None) -> Result:
         """One query's result; its error is raised."""
-        outcome = self.search_many([query], timeout)[0]
+        outcome = self.search_many([query], timeout, cancelled)[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    def search_many(self, queries: Sequence[Query], timeout: float | None = None
-                    ) -> list[Result | Exception]:
-        """Each query's result or its error, in order; one faiss call per parameter set."""
+    def search_many(self, queries: Sequence[Query], timeout: float | None = None,
+                    cancelled: threading.Event | None = None) -> list[Result | Exception]:
+        """Each query's result or its error, in order; one faiss call per parameter set.
+
+        ``timeout`` (seconds) and ``cancelled`` stop the wait for the model and withdraw
+        queries not yet embedded.
+        """
         start = time.perf_counter()
         deadline = None if timeout is None else time.monotonic() + timeout
         timings = [Timings() for _ in queries]
-        vectors = self._embed_all(queries, timings, deadline)
+        vectors = self._embed_all(queries, timings, deadline, cancelled)
         results: list[Result | Exception] = [
             v if isinstance(v, Exception) else InvalidQueryError("not searched") for v in vectors]
         groups: dict[SearchParams, list[int]] = {}
@@ -123,7 +138,8 @@ class SearchService:
         return results
 
     def _embed_all(self, queries: Sequence[Query], timings: list[Timings],
-                   deadline: float | None) -> list[np.ndarray | Exception]:
+                   deadline: float | None, cancelled: threading.Event | None
+                   ) -> list[np.ndarray | Exception]:
         out: list[np.ndarray | Exception] = []
         pending = []
         for i, query in enumerate(queries):
@@ -138,14 +154,8 @@ class SearchService:
             except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
                 out.append(exc)
         for i, submitted, future in pending:
-            remaining = None if deadline is None else deadline - time.monotonic()
             try:
-                if remaining is not None and remaining <= 0:
-                    future.cancel()
-                    raise DeadlineExceededError("deadline passed while waiting for the model")
-                out[i] = wait(future, remaining)[None, :]
-            except FutureTimeoutError:
-                out[i] = DeadlineExceededError("deadline passed while waiting for the model")
+                out[i] = _await(future, deadline, cancelled)[None, :]
             except Exception as exc:  # noqa: BLE001
                 out[i] = exc
             timings[i].embed_ms = (time.perf_counter() - submitted) * 1000
@@ -211,6 +221,25 @@ class SearchService:
         if self.batcher is not None:
             self.batcher.close(timeout=30)
         self.searcher.close()
+
+
+def _await(future: Future[np.ndarray], deadline: float | None,
+           cancelled: threading.Event | None) -> np.ndarray:
+    """The embedding, unless the deadline passes or the caller cancels first; then the
+    request is withdrawn (the batcher skips cancelled futures)."""
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            future.cancel()
+            raise DeadlineExceededError("deadline passed while waiting for the model")
+        if cancelled is not None and cancelled.is_set():
+            future.cancel()
+            raise CancelledByClientError("the call was cancelled")
+        step = remaining if cancelled is None else min(POLL_SECONDS, remaining or POLL_SECONDS)
+        try:
+            return future.result(timeout=step)
+        except FutureTimeoutError:
+            continue
 
 
 def load_service(index_dir: Path | str, *, device: str = "auto", checkpoint: str | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import grpc
 import numpy as np
@@ -14,6 +15,7 @@ from index.search import InvalidQueryError, SearchParams
 from server.batcher import BatcherClosedError
 from server.service import (
     DEFAULT_K,
+    CancelledByClientError,
     DeadlineExceededError,
     NoModelError,
     Query,
@@ -29,6 +31,7 @@ STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (NoModelError, grpc.StatusCode.FAILED_PRECONDITION),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (CancelledByClientError, grpc.StatusCode.CANCELLED),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
     (VisearchError, grpc.StatusCode.FAILED_PRECONDITION),
 ]
@@ -72,6 +75,13 @@ def response_to_proto(result: Result) -> search_pb2.SearchResponse:
     )
 
 
+def _cancellation(context: grpc.ServicerContext) -> threading.Event:
+    """Set when the call ends early (client cancelled or went away), so queued work is dropped."""
+    event = threading.Event()
+    context.add_callback(event.set)
+    return event
+
+
 class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
     """Answers UNAVAILABLE until ``service`` is set, i.e. until model and index are loaded."""
 
@@ -89,7 +99,8 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
                ) -> search_pb2.SearchResponse:
         service = self._service(context)
         try:
-            result = service.search(query_from_proto(request), context.time_remaining())
+            result = service.search(query_from_proto(request), context.time_remaining(),
+                                    _cancellation(context))
         except Exception as exc:  # noqa: BLE001 - every error becomes a status code
             context.abort(*status_for(exc))
         return response_to_proto(result)
@@ -107,7 +118,8 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             except VisearchError as exc:
                 queries.append(exc)
         valid = [q for q in queries if isinstance(q, Query)]
-        answers = iter(service.search_many(valid, context.time_remaining()))
+        answers = iter(service.search_many(valid, context.time_remaining(),
+                                           _cancellation(context)))
         response = search_pb2.SearchBatchResponse(index_version=service.searcher.manifest.version)
         for query in queries:
             outcome = next(answers) if isinstance(query, Query) else query

@@ -11,7 +11,7 @@ import pytest
 
 from index.search import SearchParams
 from server.batcher import BatcherClosedError, MicroBatcher
-from server.service import DeadlineExceededError, Query
+from server.service import CancelledByClientError, DeadlineExceededError, Query
 
 
 def test_concurrent_submissions_share_batches():
@@ -62,6 +62,19 @@ def test_errors_reach_every_waiting_caller():
         with pytest.raises(RuntimeError, match="fell over"):
             f.result(timeout=5)
     batcher.close()
+
+
+def test_service_drops_a_cancelled_call(server, corpus):
+    service = server.servicer.service
+    cancelled = threading.Event()
+    cancelled.set()
+    with pytest.raises(CancelledByClientError):
+        service.search(Query(SearchParams(k=3), image=corpus[0].read_bytes()), timeout=5,
+                       cancelled=cancelled)
+    live = threading.Event()
+    result = service.search(Query(SearchParams(k=3), image=corpus[0].read_bytes()), timeout=5,
+                            cancelled=live)
+    assert result.hits[0][1] == str(corpus[0])  # (id, path, score)
 
 
 def test_service_raises_deadline_exceeded(server, corpus):

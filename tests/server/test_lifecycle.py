@@ -154,6 +154,16 @@ def test_query_command_table_and_json(server, corpus):
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr
 
 
+def test_health_command_for_container_checks(server):
+    healthy = run_visearch("health", "--server", f"127.0.0.1:{server.port}")
+    assert healthy.returncode == 0 and "SERVING" in healthy.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    down = run_visearch("health", "--server", f"127.0.0.1:{closed}", "--timeout", "2")
+    assert down.returncode == 1 and "UNAVAILABLE" in down.stderr
+
+
 def _vector_file(corpus) -> str:
     path = corpus[0].parent.parent / "short-vector.json"
     path.write_text(json.dumps([0.1, 0.2, 0.3]))
