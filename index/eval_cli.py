@@ -64,6 +64,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction,
                         "queries instead (needs the index's model)")
     parser.add_argument("--single-queries", type=positive_int, default=200,
                         help="queries timed one by one for latency (default: 200)")
+    parser.add_argument("--batch-size", type=positive_int, default=100,
+                        help="queries per call for batched latency and QPS (default: 100)")
     parser.add_argument("--seed", type=int, default=0, help="query sample seed (default: 0)")
     parser.add_argument("--target-recall", type=float,
                         help="pick the fastest nprobe whose k-recall@k reaches this")
@@ -143,7 +145,8 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
     truth = exact_neighbours(searcher.store, live, queries, max(ks))
     truth_seconds = time.perf_counter() - start
     target_k = args.target_k if args.target_k in ks else ks[min(1, len(ks) - 1)]
-    result = sweep(backend, queries, truth, ks, settings, target_k, args.single_queries)
+    result = sweep(backend, queries, truth, ks, settings, target_k, args.single_queries,
+                   args.batch_size)
     print(f"index {settings_.spec}, {searcher.ntotal:,} vectors, version "
           f"{searcher.manifest.version}; queries: {source}; exact ground truth in "
           f"{truth_seconds:.1f} s; through {report['through']}"
@@ -234,15 +237,18 @@ def _table(result: Any, target_k: int) -> str:
     ks = result.ks
     head = f"{'nprobe':>6} {'refine':>6}" + "".join(
         f" {f'{k}-R@{k}':>9} {f'1-R@{k}':>7}" for k in ks) + \
-        f" {'batch QPS':>10} {'1q QPS':>7} {'p50 ms':>7} {'p99 ms':>7}  front"
+        f" {'batch QPS':>10} {'batch p50':>9} {'p99':>7} {'1q QPS':>7} {'1q p50':>7}" \
+        f" {'p99':>7}  front"
     lines = [head]
     for r in result.results:
         probe = "-" if r.setting.nprobe is None else str(r.setting.nprobe)
         cells = "".join(f" {r.k_recall[k]:9.3f} {r.one_recall[k]:7.3f}" for k in ks)
         lines.append(f"{probe:>6} {r.setting.refine:>6}{cells} {r.batch_qps:10,.0f} "
+                     f"{r.batch_ms['p50']:9.2f} {r.batch_ms['p99']:7.2f} "
                      f"{r.single_qps:7,.0f} {r.single_ms['p50']:7.2f} {r.single_ms['p99']:7.2f}"
                      f"  {'*' if r.pareto else ''}")
-    lines.append(f"(front: Pareto on {target_k}-recall@{target_k} vs batch QPS)")
+    lines.append(f"(latencies in ms; batches of {result.results[0].batch_size} queries; "
+                 f"front: Pareto on {target_k}-recall@{target_k} vs batch QPS)")
     return "\n".join(lines)
 
 
@@ -250,6 +256,6 @@ def _row_json(r: Any) -> dict[str, Any]:
     return {"nprobe": r.setting.nprobe, "refine_factor": r.setting.refine,
             "k_recall": {str(k): v for k, v in r.k_recall.items()},
             "one_recall": {str(k): v for k, v in r.one_recall.items()},
-            "batch_qps": r.batch_qps, "single_qps": r.single_qps,
-            "single_ms": r.single_ms, "pareto": r.pareto}
+            "batch_qps": r.batch_qps, "batch_size": r.batch_size, "batch_ms": r.batch_ms,
+            "single_qps": r.single_qps, "single_ms": r.single_ms, "pareto": r.pareto}
 

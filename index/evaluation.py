@@ -62,8 +62,10 @@ class SettingResult:
     k_recall: dict[int, float]
     one_recall: dict[int, float]
     batch_qps: float
-    single_ms: dict[str, float]  # mean, p50, p99
+    single_ms: dict[str, float]  # mean, p50, p99 of one query per call
     single_qps: float
+    batch_ms: dict[str, float]  # mean, p50, p99 of one call with batch_size queries
+    batch_size: int
     pareto: bool = False
 
 
@@ -102,34 +104,45 @@ def default_settings(nlist: int | None, default_nprobe: int | None, refine: int,
 
 
 def measure(backend: SearchBackend, setting: Setting, queries: np.ndarray, truth: np.ndarray,
-            ks: list[int], single_queries: int) -> SettingResult:
+            ks: list[int], single_queries: int, batch_size: int = 100) -> SettingResult:
+    """Recall of every query, then latency one query per call and ``batch_size`` per call."""
     params = setting.params(max(ks))
     backend.search(queries[:1], params)  # warm caches and connections
-    start = time.perf_counter()
-    hits = backend.search(queries, params)
-    batch_seconds = time.perf_counter() - start
-    latencies = []
+    batch_ms, parts = [], []
+    for start in range(0, len(queries), batch_size):
+        began = time.perf_counter()
+        parts.append(backend.search(queries[start:start + batch_size], params))
+        batch_ms.append((time.perf_counter() - began) * 1000)
+    ids = np.concatenate([h.ids for h in parts])
+    single_ms = []
     for query in queries[:single_queries]:
-        start = time.perf_counter()
+        began = time.perf_counter()
         backend.search_one(query, params)
-        latencies.append((time.perf_counter() - start) * 1000)
-    lat = np.array(latencies)
+        single_ms.append((time.perf_counter() - began) * 1000)
     return SettingResult(
         setting=setting,
-        k_recall={k: k_recall_at_k(hits.ids, truth, k) for k in ks},
-        one_recall={k: one_recall_at_k(hits.ids, truth, k) for k in ks},
-        batch_qps=len(queries) / batch_seconds,
-        single_ms={"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
-                   "p99": float(np.percentile(lat, 99))},
-        single_qps=1000 / float(lat.mean()),
+        k_recall={k: k_recall_at_k(ids, truth, k) for k in ks},
+        one_recall={k: one_recall_at_k(ids, truth, k) for k in ks},
+        batch_qps=len(queries) / (sum(batch_ms) / 1000),
+        single_ms=_summary(single_ms),
+        single_qps=1000 / float(np.mean(single_ms)),
+        batch_ms=_summary(batch_ms),
+        batch_size=batch_size,
     )
 
 
+def _summary(latencies: list[float]) -> dict[str, float]:
+    lat = np.array(latencies)
+    return {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99))}
+
+
 def sweep(backend: SearchBackend, queries: np.ndarray, truth: np.ndarray, ks: list[int],
-          settings: list[Setting], front_k: int, single_queries: int = 200) -> Sweep:
+          settings: list[Setting], front_k: int, single_queries: int = 200,
+          batch_size: int = 100) -> Sweep:
     """Every setting measured; the Pareto front marked on ``front_k``-recall vs batch QPS."""
-    results = [measure(backend, s, queries, truth, ks, min(single_queries, len(queries)))
-               for s in settings]
+    results = [measure(backend, s, queries, truth, ks, min(single_queries, len(queries)),
+                       batch_size) for s in settings]
     mark_pareto(results, front_k)
     return Sweep(results, ks, len(queries), min(single_queries, len(queries)))
 
@@ -160,5 +173,20 @@ def describe_machine() -> dict[str, object]:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "faiss_gpus": faiss.get_num_gpus(),
+    return {"cpu": cpu, "cores": cores, "gpu": _gpu_names(), "faiss_gpus": faiss.get_num_gpus(),
             "faiss": faiss.__version__, "python": platform.python_version()}
+
+
+def _gpu_names() -> str:
+    """Without importing torch (seconds): nvidia-smi when the driver is there."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvidia-smi"):
+        return "none"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return ", ".join(line.strip() for line in out.splitlines() if line.strip()) or "none"
