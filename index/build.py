@@ -125,7 +125,8 @@ def _check_output(path: Path) -> None:
     """Refuse paths we cannot write, and non-empty directories that are not an index."""
     if path.exists() and not path.is_dir():
         raise IndexDirectoryError(f"--out {path} exists and is not a directory")
-    if path.is_dir() and any(path.iterdir()) and not (path / "catalog.sqlite").exists():
+    foreign = path.is_dir() and any(p.name != "build.lock" for p in path.iterdir())
+    if foreign and not (path / "catalog.sqlite").exists():
         raise IndexDirectoryError(f"--out {path} is a non-empty directory that is not a visearch "
                                   f"index; choose a new or empty directory")
     try:
