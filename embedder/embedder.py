@@ -82,7 +82,7 @@ class Embedder:
         """A batch of preprocessed images (N, 3, H, W) to (N, dim) unit vectors."""
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             features = self.model.encode_image(  # type: ignore[operator]
                 pixels.to(self.device, non_blocking=True))
             return _normalise(features)
@@ -95,10 +95,11 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         tokens = self.tokenizer(list(texts))
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             return _normalise(self.model.encode_text(tokens.to(self.device)))  # type: ignore[operator]
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """fp16/bf16 autocast on CUDA when asked for; nothing in fp32."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=AUTOCAST_DTYPES[self.precision])

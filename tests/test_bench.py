@@ -1,0 +1,31 @@
+"""The benchmark suite runs end to end at a toy size (benchmarks are not tests: no speed is
+asserted here, only that every section is produced with numbers)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT, cli_env
+
+
+def test_quick_benchmark_writes_every_section(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    result = subprocess.run(
+        [sys.executable, "scripts/bench.py", "--quick", "--out", str(out), "--work",
+         str(tmp_path / "work")], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    for title in ("Embedding pipeline", "Index search", "gRPC overhead", "Bytes per vector",
+                  "Scaling with N", "Scaling with the image count", "GPU path"):
+        assert f". {title}" in text, title
+    data = json.loads(out.with_suffix(".json").read_text())
+    for row in data["Index search"]["rows"]:
+        assert row["batch_ratio"] > 0 and 0 <= row["recall_at_10"] <= 1
+    for row in data["gRPC overhead"]["rows"]:
+        assert row["grpc_p50"] > 0 and row["local_p50"] > 0
+    assert data["Embedding pipeline"]["tiny"]["ratio"] > 0
+    assert (tmp_path / "bench_search.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "bench_scaling.png").read_bytes()[:4] == b"\x89PNG"
