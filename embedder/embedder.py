@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -111,11 +111,6 @@ def load_embedder(cfg: EmbedderConfig) -> Embedder:
     log.info("embedder: %s on %s (%s), dim %d%s", cfg.model, embedder.device, embedder.precision,
              embedder.dim, ", UNTRAINED" if embedder.identity.untrained else "")
     return embedder
-
-
-def batched(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 def _normalise(features: torch.Tensor) -> np.ndarray:

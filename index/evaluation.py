@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import faiss
@@ -75,7 +75,6 @@ class Sweep:
     ks: list[int]
     num_queries: int
     single_queries: int
-    meta: dict[str, object] = field(default_factory=dict)
 
 
 def sample_ids(live_ids: np.ndarray, count: int, seed: int) -> np.ndarray:

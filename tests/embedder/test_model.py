@@ -120,3 +120,48 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _write_open_clip_dir(folder, tiny_embedder):
+    """A model folder as open_clip saves one: open_clip_config.json and safetensors weights."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from embedder.models import MODEL_CONFIG_DIR
+
+    folder.mkdir(parents=True)
+    config = {"model_cfg": json.loads((MODEL_CONFIG_DIR / "tiny.json").read_text()),
+              "preprocess_cfg": {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    state = {k: v.contiguous() for k, v in tiny_embedder.model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+
+
+def test_local_dir_model_loads_its_weights(tmp_path, tiny_embedder):
+    _write_open_clip_dir(tmp_path / "tiny-dir", tiny_embedder)
+    loaded = load_embedder(EmbedderConfig(model=f"local-dir:{tmp_path / 'tiny-dir'}",
+                                          device="cpu"))
+    assert loaded.identity.weights_sha256 == tiny_embedder.identity.weights_sha256
+    assert not loaded.identity.untrained
+
+
+def test_hf_hub_model_loads_from_the_cache_offline(tmp_path, tiny_embedder):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--acme--tiny-clip" / "snapshots" / ("0" * 40)
+    _write_open_clip_dir(snapshot, tiny_embedder)
+    (cache / "models--acme--tiny-clip" / "refs").mkdir()
+    (cache / "models--acme--tiny-clip" / "refs" / "main").write_text("0" * 40)
+    env = {**cli_env(), "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    code = ("from embedder import EmbedderConfig; from embedder.embedder import load_embedder; "
+            "print(load_embedder(EmbedderConfig(model='hf-hub:acme/tiny-clip', device='cpu'))"
+            ".identity.weights_sha256)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == tiny_embedder.identity.weights_sha256
