@@ -14,15 +14,14 @@ from embedder.config import (
 )
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, *, choose_model: bool = True) -> None:
-    """``--model/--pretrained`` (when the command chooses the model), weights and device."""
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model/--pretrained``, local weights, device and precision."""
     group = parser.add_argument_group("model")
-    if choose_model:
-        group.add_argument("--model", default=DEFAULT_MODEL,
-                           help="open_clip architecture, hf-hub:ORG/REPO, local-dir:PATH, or "
-                                "'tiny' (untrained, for tests) (default: %(default)s)")
-        group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
-                           help="open_clip weight tag or file (default: %(default)s)")
+    group.add_argument("--model", default=DEFAULT_MODEL,
+                       help="open_clip architecture, hf-hub:ORG/REPO, local-dir:PATH, or "
+                            "'tiny' (untrained, for tests) (default: %(default)s)")
+    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                       help="open_clip weight tag or file (default: %(default)s)")
     group.add_argument("--checkpoint", default=None,
                        help="local weights file (.safetensors/.bin/.pt); works offline")
     group.add_argument("--device", default="auto",
@@ -44,11 +43,10 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
                        help="reject images whose shorter side is smaller (default: 1)")
 
 
-def embedder_config(args: argparse.Namespace, *, model: str | None = None,
-                    pretrained: str | None = None) -> EmbedderConfig:
+def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
     return EmbedderConfig(
-        model=model if model is not None else args.model,
-        pretrained=pretrained if model is not None else args.pretrained,
+        model=args.model,
+        pretrained=args.pretrained,
         checkpoint=args.checkpoint,
         device=args.device,
         precision=args.precision,

@@ -14,11 +14,16 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
 from embedder.config import EmbedderConfig, ModelIdentity
+from embedder.errors import VisearchError
 from embedder.models import LoadedModel, load_model
 
 log = logging.getLogger("visearch.embedder")
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class DeviceUnavailableError(VisearchError):
+    """The asked-for device is not present on this machine."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -27,7 +32,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} was asked for but CUDA is not available")
+        raise DeviceUnavailableError(f"--device {name} was asked for but CUDA is not "
+                                     f"available here; use --device auto or cpu")
     return device
 
 

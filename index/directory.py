@@ -15,7 +15,6 @@ CURRENT, so a killed build never leaves a half-written index behind.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import os
 import shutil
@@ -27,7 +26,7 @@ from typing import Any
 from embedder.errors import VisearchError
 from index.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
 from index.catalog import Catalog
-from index.manifest import Manifest, ManifestError, read_manifest
+from index.manifest import Manifest, ManifestError, read_manifest, utc_now
 from index.vectors import VectorStore
 
 KEEP_VERSIONS = 3
@@ -126,7 +125,7 @@ class IndexDirectory:
         """A new version with changed search defaults and the same index file (hard-linked)."""
         source = self.index_path(manifest)
         updated = replace(manifest.with_index(**index_changes), version=self.next_version(),
-                          created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                          created=utc_now())
 
         def link(target: Path) -> None:
             try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ from embedder.errors import VisearchError
 from index import ann
 from index.catalog import Catalog
 from index.directory import IndexDirectory
-from index.manifest import IndexSettings, Manifest
+from index.manifest import IndexSettings, Manifest, utc_now
 from index.params import FLAT_BELOW, IndexOverrides, choose_settings
 from index.vectors import VectorStore
 
@@ -98,7 +97,7 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
     counts = catalog.counts()
     manifest = Manifest(
         version=directory.next_version(),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=utc_now(),
         model=identity,
         index=settings,
         vector_dtype=options.vector_dtype,

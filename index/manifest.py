@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -74,6 +75,11 @@ class Manifest:
             return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise ManifestError(f"malformed manifest: {exc}") from exc
+
+
+def utc_now() -> str:
+    """A manifest's creation time: UTC, to the second."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def read_manifest(path: Path) -> Manifest:

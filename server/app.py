@@ -23,13 +23,13 @@ from grpc_reflection.v1alpha import reflection
 from visearch.v1 import search_pb2, search_pb2_grpc
 
 from index.atomic import write_bytes_atomic
+from server.client import DEFAULT_MAX_MESSAGE_BYTES, message_options
 from server.service import ServiceConfig, load_service
 from server.servicer import VisualSearchServicer
 
 log = logging.getLogger("visearch.server")
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VisualSearch"].full_name
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,6 @@ class ServerConfig:
     drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
     port_file: Path | None = None
     service: ServiceConfig = field(default_factory=ServiceConfig)
-
-
-def message_options(max_bytes: int) -> list[tuple[str, int]]:
-    """The same limits on server and client: larger requests get RESOURCE_EXHAUSTED."""
-    return [("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes)]
 
 
 def runtime_report(embedder_device: str) -> str:

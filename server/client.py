@@ -20,6 +20,12 @@ from visearch.v1 import search_pb2, search_pb2_grpc
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
+def message_options(max_bytes: int) -> list[tuple[str, int]]:
+    """The same limits on server and client: larger requests get RESOURCE_EXHAUSTED."""
+    return [("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes)]
+
+
 @dataclass(frozen=True)
 class Hit:
     id: int
@@ -96,9 +102,7 @@ class SearchClient:
     def __init__(self, target: str, *, timeout: float | None = 30.0,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+        self.channel = grpc.insecure_channel(target, options=message_options(max_message_bytes))
         self.stub = search_pb2_grpc.VisualSearchStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 

@@ -13,6 +13,7 @@ import numpy as np
 from embedder.cli_args import non_negative_int, positive_int
 from embedder.config import DEFAULT_MAX_PIXELS, DecodeLimits
 from embedder.errors import VisearchError
+from server.client import DEFAULT_MAX_MESSAGE_BYTES
 
 SERVE_HELP = "serve nearest-neighbour queries over an index directory with gRPC"
 QUERY_HELP = "query a running server by image, text or vector"
@@ -32,8 +33,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
-    parser.add_argument("--max-message-mb", type=positive_int, default=16,
-                        help="largest request or response in MiB (default: 16)")
+    parser.add_argument("--max-message-mb", type=positive_int,
+                        default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
+                        help="largest request or response in MiB (default: %(default)s)")
     parser.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
                         help="reject query images with more pixels (default: %(default)s)")
     parser.add_argument("--max-k", type=positive_int, default=1000,

@@ -165,3 +165,12 @@ def test_hf_hub_model_loads_from_the_cache_offline(tmp_path, tiny_embedder):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == tiny_embedder.identity.weights_sha256
+
+
+def test_cuda_without_a_gpu_is_a_user_error():
+    from embedder.embedder import DeviceUnavailableError, resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(DeviceUnavailableError, match="--device auto or cpu"):
+        resolve_device("cuda")
