@@ -20,8 +20,8 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check embedder index server scripts tests
-	$(BIN)/mypy embedder index server
+	$(BIN)/ruff check cli common embedder evaluation index server scripts tests
+	$(BIN)/mypy cli common embedder evaluation index server
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py

@@ -12,7 +12,6 @@ from embedder.config import (
     EmbedderConfig,
     ModelIdentity,
 )
-from embedder.errors import VisearchError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -21,5 +20,4 @@ __all__ = [
     "DecodeLimits",
     "EmbedderConfig",
     "ModelIdentity",
-    "VisearchError",
 ]

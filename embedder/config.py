@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from common.machine import usable_cores
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
@@ -14,7 +15,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 def default_workers() -> int:
     """Decode workers: one per core, so the model never waits on one core's decoding."""
-    return max(1, min(8, os.cpu_count() or 1))
+    return max(1, min(8, usable_cores()))
 
 
 @dataclass(frozen=True)
@@ -57,3 +58,10 @@ class ModelIdentity:
     embed_dim: int
     untrained: bool
     preprocess: dict[str, Any]
+
+    def embedder_config(self, *, device: str = "auto",
+                        checkpoint: str | None = None) -> EmbedderConfig:
+        """The config that loads this model again (``checkpoint`` overrides the recorded one,
+        e.g. the same weights at another path)."""
+        return EmbedderConfig(model=self.name, pretrained=self.pretrained,
+                              checkpoint=checkpoint or self.checkpoint, device=device)

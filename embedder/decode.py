@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from common.errors import VisearchError
 from embedder.config import DecodeLimits
-from embedder.errors import VisearchError
 
 HIGH_BIT_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 DEFAULT_LIMITS = DecodeLimits()
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
-
-
-@dataclass(frozen=True)
-class ImageFile:
-    """A file as listed: path plus the stat fields that tell whether it changed."""
-
-    path: str
-    size: int
-    mtime_ns: int
 
 
 class ImageDecodeError(VisearchError, ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-from embedder.config import EmbedderConfig, ModelIdentity
-from embedder.errors import VisearchError
+from common.errors import VisearchError
+from embedder.config import DecodeLimits, EmbedderConfig, ModelIdentity
+from embedder.files import DecodedBatch, FileRef, decoded_batches
+from embedder.inputs import ModelInput
 from embedder.models import LoadedModel, load_model
 
 log = logging.getLogger("visearch.embedder")
@@ -83,6 +85,18 @@ class Embedder:
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """An RGB image to the model's input tensor (resize, crop, normalise)."""
         return self.transform(image)
+
+    def model_input(self, limits: DecodeLimits = DecodeLimits()) -> ModelInput:
+        """Encoded image bytes (+ crop box) to this model's input tensor."""
+        return ModelInput(self.transform, limits, draft_size=self.image_size)
+
+    def embed_files(self, files: Sequence[FileRef], *, batch_size: int = 64, workers: int = 0,
+                    limits: DecodeLimits = DecodeLimits()
+                    ) -> Iterator[tuple[DecodedBatch, np.ndarray]]:
+        """Each batch of files with the unit vectors of its decodable ones (in order)."""
+        for batch in decoded_batches(files, self.model_input(limits), batch_size=batch_size,
+                                     workers=workers, pin_memory=self.pin_memory):
+            yield batch, self.encode_images(batch.pixels)
 
     def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
         """A batch of preprocessed images (N, 3, H, W) to (N, dim) unit vectors."""

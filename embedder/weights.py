@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from common.errors import VisearchError
 from embedder.config import TINY_MODEL, EmbedderConfig
-from embedder.errors import VisearchError
 
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")

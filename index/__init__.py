@@ -1,1 +1,2 @@
-"""Index directory: raw vectors, catalog, versioned FAISS indexes, build and search."""
+"""The index: an on-disk directory (store), the ANN layer (ann) and the pipeline that
+fills it (build). Data moves store <- build, and ann reads the store."""

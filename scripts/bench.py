@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from bench_common import Section, clip_like  # noqa: E402
 
-from index.evaluation import describe_machine  # noqa: E402
+from common.machine import describe_machine  # noqa: E402
 
 FULL = {"sizes": [10_000, 100_000, 1_000_000], "dim": 512, "queries": 1000, "single": 200,
         "repeats": 5, "grpc_queries": 300, "image_counts": [250, 1000, 4000],

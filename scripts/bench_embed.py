@@ -11,12 +11,13 @@ from bench_common import Section, median_pair, seconds, table
 from make_sample_corpus import scene
 from PIL import Image
 
-from embedder import DecodeLimits, EmbedderConfig
-from embedder.decode import ImageFile, decode_image
+from embedder import EmbedderConfig
+from embedder.decode import decode_image
 from embedder.embedder import Embedder, load_embedder
-from embedder.loader import load_file
-from index.build import BuildConfig, run_build
-from index.indexing import IndexingOptions
+from embedder.files import load_file
+from index.build.pipeline import BuildConfig, run_build
+from index.build.publish import IndexingOptions
+from index.store.catalog import ImageRecord
 
 
 def write_jpegs(folder: Path, count: int, size: int = 480) -> list[Path]:
@@ -103,11 +104,12 @@ def run(models: list[tuple[str, str | None, int]], device: str, batch: int, work
 def decode_rates(files: list[Path], device: str, repeats: int) -> dict[str, float]:
     """Per-worker work for a 224 px model (ViT-B-32's input size) against Pillow alone."""
     embedder = load_embedder(EmbedderConfig(model="ViT-B-32", pretrained=None, device=device))
-    entries = [ImageFile(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    entries = [ImageRecord(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    to_input = embedder.model_input()
 
     def ours() -> None:
         for entry in entries:
-            load_file(entry, embedder.preprocess, DecodeLimits(), embedder.image_size)
+            load_file(entry, to_input)
 
     def pillow() -> None:
         for path in files:

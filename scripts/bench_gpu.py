@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from bench_common import Section, clip_like, table
 
-from index import ann
-from index.directory import IndexDirectory
-from index.indexing import IndexingOptions
-from index.vector_import import import_vectors, precomputed_identity
+from index.ann import faiss_index as ann
+from index.build.publish import IndexingOptions
+from index.build.vector_import import import_vectors
+from index.store.contract import precomputed_identity
+from index.store.directory import IndexDirectory
 
 COMMANDS = """\
 ```

@@ -16,10 +16,11 @@ import numpy as np
 from bench_common import Section, latencies_ms, pct, table
 from visearch.v1 import search_pb2
 
-from index.search import SearchParams
+from index.ann.query import SearchParams
 from server.app import configure_threads
 from server.client import SearchClient
-from server.service import Query, load_service
+from server.query import Query
+from server.service import load_service
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def server_process(index_dir: Path, work: Path, device: str) -> Iterator[str]:
     """`visearch serve` in its own process, as deployed; yields host:port."""
     port_file = work / f"port-{index_dir.name}"
     port_file.unlink(missing_ok=True)
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", str(index_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(index_dir),
                              "--port", "0", "--port-file", str(port_file), "--device", device],
                             cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
@@ -88,7 +89,7 @@ def to_request(query: Query) -> Any:
 
 def run(vector_index: Path, image_index: Path, image_files: list[Path], count: int,
         threads: int, work: Path, device: str, seed: int = 0) -> Section:
-    from index.directory import IndexDirectory
+    from index.store.directory import IndexDirectory
 
     dim = IndexDirectory(vector_index).manifest().dim
     rng = np.random.default_rng(seed)

@@ -12,11 +12,13 @@ from bench_embed import write_jpegs
 
 from embedder import EmbedderConfig
 from embedder.embedder import Embedder
-from index.build import BuildConfig, run_build
-from index.directory import IndexDirectory
-from index.indexing import IndexingOptions
-from index.search import Searcher, SearchParams
-from index.vector_import import import_vectors, precomputed_identity
+from index.ann.query import SearchParams
+from index.ann.search import Searcher
+from index.build.pipeline import BuildConfig, run_build
+from index.build.publish import IndexingOptions
+from index.build.vector_import import import_vectors
+from index.store.contract import precomputed_identity
+from index.store.directory import IndexDirectory
 
 
 def build_synthetic(n: int, dim: int, work: Path) -> tuple[IndexDirectory, dict[str, float]]:

@@ -12,10 +12,11 @@ import faiss
 import numpy as np
 from bench_common import Section, median_pair, paired_latencies_ms, seconds, table
 
-from index.directory import IndexDirectory
-from index.evaluation import exact_neighbours
-from index.metrics import k_recall_at_k
-from index.search import Searcher, SearchParams
+from evaluation.fidelity import exact_neighbours
+from evaluation.metrics import k_recall_at_k
+from index.ann.query import SearchParams
+from index.ann.search import Searcher
+from index.store.directory import IndexDirectory
 
 
 def run(directory: IndexDirectory, queries: np.ndarray, nprobes: list[int], repeats: int,

@@ -19,9 +19,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_sample_corpus import write_corpus  # noqa: E402
 
+from cli.main import main as visearch  # noqa: E402
 from embedder import EmbedderConfig  # noqa: E402
 from embedder.weights import WeightsUnavailableError, resolve_model  # noqa: E402
-from server.cli import main as visearch  # noqa: E402
 
 DEMO = ROOT / "demo"
 GROUPS = 40
@@ -39,7 +39,7 @@ def model_arguments() -> list[str]:
 
 def start_server(index_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port_file = DEMO / "port"
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", str(index_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(index_dir),
                              "--port", "0", "--port-file", str(port_file)], cwd=ROOT)
     deadline = time.monotonic() + 300
     while not port_file.exists():

@@ -8,13 +8,10 @@ a grace period, and the process exits 0.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -22,29 +19,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from visearch.v1 import search_pb2, search_pb2_grpc
 
-from index.atomic import write_bytes_atomic
-from server.client import DEFAULT_MAX_MESSAGE_BYTES, message_options
-from server.service import ServiceConfig, load_service
+from common.machine import usable_cores
+from index.store.atomic import write_bytes_atomic
+from server.config import ServerConfig, message_options
+from server.service import load_service
 from server.servicer import VisualSearchServicer
 
 log = logging.getLogger("visearch.server")
 
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VisualSearch"].full_name
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    index_dir: Path
-    host: str = "127.0.0.1"
-    port: int = 50051
-    device: str = "auto"
-    checkpoint: str | None = None
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    rpc_threads: int = 64
-    grace_seconds: float = 10.0
-    drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
-    port_file: Path | None = None
-    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 def runtime_report(embedder_device: str) -> str:
@@ -67,8 +50,7 @@ def configure_threads() -> int:
     import faiss
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-        (os.cpu_count() or 1)
+    cores = usable_cores()
     torch.set_num_threads(cores)
     faiss.omp_set_num_threads(1)
     return cores
@@ -151,14 +133,15 @@ class SearchServer:
         configure_threads()
         service = load_service(self.config.index_dir, device=self.config.device,
                                checkpoint=self.config.checkpoint, config=self.config.service)
-        self.servicer.device = str(service.embedder.device) if service.embedder else "none"
+        self.servicer.device = service.model.device if service.model else "none"
         log.info("%s", runtime_report(self.servicer.device))
         self.servicer.service = service
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        m = service.searcher.manifest
+        searcher = service.index.current
+        m = searcher.manifest
         log.info("serving %s version %d: %d vectors, %s, model %s%s", self.config.index_dir,
-                 m.version, service.searcher.ntotal, m.index.spec, m.model.name,
+                 m.version, searcher.ntotal, m.index.spec, m.model.name,
                  " (UNTRAINED)" if m.model.untrained else "")
         if self.config.port_file:
             write_bytes_atomic(self.config.port_file, f"{self.port}\n".encode())

@@ -17,13 +17,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from visearch.v1 import search_pb2, search_pb2_grpc
 
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-
-def message_options(max_bytes: int) -> list[tuple[str, int]]:
-    """The same limits on server and client: larger requests get RESOURCE_EXHAUSTED."""
-    return [("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes)]
+from server.config import DEFAULT_MAX_MESSAGE_BYTES, message_options
 
 
 @dataclass(frozen=True)

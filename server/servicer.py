@@ -9,22 +9,21 @@ import grpc
 import numpy as np
 from visearch.v1 import search_pb2, search_pb2_grpc
 
+from common.errors import VisearchError
 from embedder.decode import ImageDecodeError
-from embedder.errors import VisearchError
-from index.search import InvalidQueryError, SearchParams
+from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
+from index.store.contract import NoModelError
 from server.batcher import BatcherClosedError
+from server.config import MAX_BATCH_QUERIES
+from server.query import Query
 from server.service import (
-    DEFAULT_K,
     CancelledByClientError,
     DeadlineExceededError,
-    NoModelError,
-    Query,
     Result,
     SearchService,
 )
 
 log = logging.getLogger("visearch.server")
-MAX_BATCH_QUERIES = 1024
 
 STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -118,9 +117,10 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             except VisearchError as exc:
                 queries.append(exc)
         valid = [q for q in queries if isinstance(q, Query)]
+        searcher = service.index.current  # one version answers the whole batch
         answers = iter(service.search_many(valid, context.time_remaining(),
-                                           _cancellation(context)))
-        response = search_pb2.SearchBatchResponse(index_version=service.searcher.manifest.version)
+                                           _cancellation(context), searcher))
+        response = search_pb2.SearchBatchResponse(index_version=searcher.manifest.version)
         for query in queries:
             outcome = next(answers) if isinstance(query, Query) else query
             if isinstance(outcome, Result):
@@ -134,10 +134,11 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
     def Info(self, request: search_pb2.InfoRequest, context: grpc.ServicerContext
              ) -> search_pb2.InfoResponse:
         service = self._service(context)
-        m = service.searcher.manifest
+        searcher = service.index.current
+        m = searcher.manifest
         return search_pb2.InfoResponse(
             model=m.model.name, pretrained=m.model.pretrained or "", untrained=m.model.untrained,
-            weights_sha256=m.model.weights_sha256, dim=m.dim, vector_count=service.searcher.ntotal,
+            weights_sha256=m.model.weights_sha256, dim=m.dim, vector_count=searcher.ntotal,
             index_spec=m.index.spec, exact=m.index.exact,
             default_nprobe=m.index.default_nprobe or 0, refine_factor=m.index.refine_factor,
             build_time=m.created, format_version=m.format_version, index_version=m.version,

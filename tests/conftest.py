@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.imagegen import write_pictures
+from tests.synthetic import clustered, keys
 
 ROOT = Path(__file__).resolve().parents[1]
+IVF_N, IVF_DIM = 20_000, 64
 
 
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
@@ -53,10 +55,34 @@ def run_visearch(*args: str, check: bool = False, timeout: float = 300,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`visearch ARGS` in a subprocess, as a user runs it."""
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
         timeout=timeout, env=env or cli_env(), cwd=ROOT,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"visearch {' '.join(args)} exited {result.returncode}:\n"
                              f"{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def ivf_template(tmp_path_factory):
+    """A synthetic IVF-PQ index directory; read-only: tests that change it copy it first."""
+    from index.build.publish import IndexingOptions
+    from index.build.vector_import import import_vectors
+    from index.store.contract import precomputed_identity
+    from index.store.directory import IndexDirectory
+
+    directory = IndexDirectory(tmp_path_factory.mktemp("ivf") / "idx")
+    import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N), precomputed_identity(IVF_DIM),
+                   IndexingOptions(progress=False))
+    return directory
+
+
+@pytest.fixture()
+def ivf_copy(ivf_template, tmp_path):
+    import shutil
+
+    from index.store.directory import IndexDirectory
+
+    shutil.copytree(ivf_template.path, tmp_path / "idx")
+    return IndexDirectory(tmp_path / "idx")

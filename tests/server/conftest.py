@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from embedder import DecodeLimits, EmbedderConfig
-from index.build import BuildConfig, run_build
-from index.indexing import IndexingOptions
-from server.app import SearchServer, ServerConfig
+from index.build.pipeline import BuildConfig, run_build
+from index.build.publish import IndexingOptions
+from server.app import SearchServer
 from server.client import SearchClient
-from server.service import ServiceConfig
+from server.config import ServerConfig, ServiceConfig
 from tests.imagegen import write_pictures
 
 SERVER_MAX_PIXELS = 1_000_000

@@ -9,9 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from index.search import SearchParams
+from index.ann.query import SearchParams
 from server.batcher import BatcherClosedError, MicroBatcher
-from server.service import CancelledByClientError, DeadlineExceededError, Query
+from server.query import Query
+from server.service import CancelledByClientError, DeadlineExceededError
 
 
 def test_concurrent_submissions_share_batches():

@@ -18,8 +18,9 @@ import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 
-from server.app import SearchServer, ServerConfig
+from server.app import SearchServer
 from server.client import SearchClient, image_request
+from server.config import ServerConfig
 from tests.conftest import ROOT, cli_env, run_visearch
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -75,7 +76,7 @@ def _wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120) -> No
 def test_sigterm_drains_in_flight_calls_and_exits_zero(index_dir):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", str(index_dir), "--port", str(port),
+        [sys.executable, "-m", "cli.main", "serve", str(index_dir), "--port", str(port),
          "--device", "cpu", "--grace", "30"],
         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

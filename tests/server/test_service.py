@@ -12,7 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 from visearch.v1 import search_pb2
 
-from index.search import Searcher, SearchParams
+from index.ann.query import SearchParams
+from index.ann.search import Searcher
 from server.client import (
     QueryFailed,
     SearchClient,
@@ -161,7 +162,7 @@ def test_concurrent_clients_get_sequential_answers(server, corpus):
     target = f"127.0.0.1:{server.port}"
     with SearchClient(target) as sequential:
         expected = [[h.id for h in sequential.search(r).hits] for r in requests]
-    batches_before = server.servicer.service.batcher.batches
+    batches_before = server.servicer.service.model.batcher.batches
     failures: list[BaseException] = []
     answers: dict[int, list[list[int]]] = {}
 
@@ -181,7 +182,7 @@ def test_concurrent_clients_get_sequential_answers(server, corpus):
     assert len(answers) == 32
     for got in answers.values():
         assert got == expected
-    batcher = server.servicer.service.batcher
+    batcher = server.servicer.service.model.batcher
     embedded = 32 * sum(1 for r in requests if not r.HasField("embedding"))
     assert batcher.batches - batches_before < embedded  # queries shared forward passes
 

@@ -1,0 +1,1 @@
+"""The `visearch` command: one subcommand module per job, each importing its work lazily."""

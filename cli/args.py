@@ -1,0 +1,82 @@
+"""Argument types and option groups shared by the subcommands (model, decoding, numbers)."""
+
+from __future__ import annotations
+
+import argparse
+
+from embedder.config import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    DecodeLimits,
+    EmbedderConfig,
+    default_workers,
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model/--pretrained``, local weights, device and precision."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=DEFAULT_MODEL,
+                       help="open_clip architecture, hf-hub:ORG/REPO, local-dir:PATH, or "
+                            "'tiny' (untrained, for tests) (default: %(default)s)")
+    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                       help="open_clip weight tag or file (default: %(default)s)")
+    group.add_argument("--checkpoint", default=None,
+                       help="local weights file (.safetensors/.bin/.pt); works offline")
+    group.add_argument("--device", default="auto",
+                       help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                       help="auto: fp16 autocast on CUDA, fp32 on the CPU")
+
+
+def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding")
+    group.add_argument("--batch-size", type=positive_int, default=64,
+                       help="images per model batch (default: %(default)s)")
+    group.add_argument("--workers", type=non_negative_int, default=default_workers(),
+                       help="decode worker processes (default: one per core, %(default)s)")
+    group.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+                       help="reject images with more pixels, before decoding (default: "
+                            "%(default)s)")
+    group.add_argument("--min-side", type=positive_int, default=1,
+                       help="reject images whose shorter side is smaller (default: 1)")
+
+
+def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
+    return EmbedderConfig(
+        model=args.model,
+        pretrained=args.pretrained,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        precision=args.precision,
+    )
+
+
+def decode_limits(args: argparse.Namespace) -> DecodeLimits:
+    return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """``1,4,16`` -> [1, 4, 16]: sorted, unique, each >= 1."""
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers: {text!r}") from exc
+    if not values or values[0] < 1:
+        raise argparse.ArgumentTypeError(f"values must be >= 1: {text!r}")
+    return values

@@ -1,0 +1,110 @@
+"""`visearch build`: argument parsing and output; the work is in index.build.pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.args import (
+    add_decode_arguments,
+    add_model_arguments,
+    decode_limits,
+    embedder_config,
+    positive_int,
+)
+from index.ann.params import IndexOverrides, IndexSpecError
+from index.store.vectors import DEFAULT_SHARD_SIZE, VECTOR_DTYPES
+
+if TYPE_CHECKING:
+    from index.build.pipeline import BuildReport
+
+BUILD_HELP = "embed every image under PATH... and build (or update) the index in --out"
+BUILD_EPILOG = """\
+PATH is a directory (searched recursively), an image file, or @FILE naming a text
+file with one path per line. Rerunning on the same --out embeds only new or
+changed images; a killed build resumes where it stopped.
+
+Index choice: below 10,000 vectors an exact flat index; above, IVF-PQ with
+nlist ~ 4*sqrt(N) (a power of two), PQ M = largest divisor of dim <= 64, 8 bits.
+"""
+
+
+def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("build", help=BUILD_HELP, description=BUILD_HELP,
+                                   epilog=BUILD_EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="directory, image, or @list.txt")
+    parser.add_argument("--out", required=True, type=Path, help="index directory")
+    add_model_arguments(parser)
+    add_decode_arguments(parser)
+    group = parser.add_argument_group("index")
+    group.add_argument("--index-spec", help="faiss factory string, e.g. 'IVF4096,PQ64' or 'Flat'")
+    group.add_argument("--nlist", type=positive_int, help="IVF lists (default: automatic)")
+    group.add_argument("--pq-m", type=positive_int, help="PQ sub-quantizers; must divide dim")
+    group.add_argument("--nbits", type=positive_int, help="bits per PQ code (default: 8)")
+    group.add_argument("--retrain", action="store_true",
+                       help="train a new index instead of adding to the current one")
+    group.add_argument("--vector-dtype", choices=VECTOR_DTYPES, default="float16",
+                       help="dtype of the stored raw vectors (default: float16)")
+    group.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
+                       help="vectors per stored shard: the most a killed build re-embeds")
+    group.add_argument("--no-gpu-index", action="store_true",
+                       help="train and add on the CPU even when faiss has a GPU")
+    parser.add_argument("--report", type=Path, help="write the build report as JSON here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(handler=build_command)
+
+
+def build_command(args: argparse.Namespace) -> int:
+    from index.build.pipeline import BuildConfig, run_build  # faiss: only when building
+    from index.build.publish import IndexingOptions
+
+    if args.index_spec and any(v is not None for v in (args.nlist, args.pq_m, args.nbits)):
+        raise IndexSpecError("give either --index-spec or --nlist/--pq-m/--nbits, not both")
+    config = BuildConfig(
+        inputs=tuple(args.paths),
+        out=args.out,
+        embedder=embedder_config(args),
+        limits=decode_limits(args),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        shard_size=args.shard_size,
+        indexing=IndexingOptions(
+            overrides=IndexOverrides(args.index_spec, args.nlist, args.pq_m, args.nbits),
+            vector_dtype=args.vector_dtype,
+            use_gpu=not args.no_gpu_index,
+            retrain=args.retrain,
+            progress=not args.quiet,
+        ),
+    )
+    report = run_build(config)
+    for path, reason in report.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    if args.report:
+        args.report.write_text(json.dumps(report_json(report), indent=2) + "\n")
+    print(report.summary())
+    return 0
+
+
+def report_json(report: BuildReport) -> dict[str, Any]:
+    m = report.indexing.manifest
+    return {
+        "listed": report.listed,
+        "skipped": report.skipped + report.ingest.unchanged,
+        "embedded": report.ingest.embedded,
+        "reused": report.ingest.reused,
+        "ignored_non_images": report.ignored,
+        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+        "seconds": round(report.seconds, 3),
+        "version": m.version,
+        "live_count": m.live_count,
+        "index_spec": m.index.spec,
+        "exact": m.index.exact,
+        "retrained": report.indexing.retrained,
+        "new_version": report.indexing.published,
+        "faiss_device": report.indexing.faiss_device,
+        "untrained_model": m.model.untrained,
+    }

@@ -1,0 +1,104 @@
+"""`visearch query`: one query to a running server, printed as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cli.args import positive_int
+from common.errors import VisearchError
+from index.ann.query import DEFAULT_K
+
+QUERY_HELP = "query a running server by image, text or vector"
+
+
+def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("query", help=QUERY_HELP, description=QUERY_HELP)
+    parser.add_argument("image", nargs="?", type=Path, help="query image file")
+    parser.add_argument("--text", help="query text instead of an image")
+    parser.add_argument("--vector", type=Path,
+                        help="query embedding instead: a .npy file or a JSON list of floats")
+    parser.add_argument("--server", default="localhost:50051",
+                        help="host:port (default: localhost:50051)")
+    parser.add_argument("-k", type=positive_int, default=DEFAULT_K,
+                        help="results (default: %(default)s)")
+    parser.add_argument("--crop", help="LEFT,TOP,RIGHT,BOTTOM pixel box of the query image")
+    parser.add_argument("--nprobe", type=positive_int, help="IVF lists to visit")
+    parser.add_argument("--refine", type=positive_int,
+                        help="re-rank k*REFINE PQ candidates exactly; 1 turns it off")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=query_command)
+
+
+def query_command(args: argparse.Namespace) -> int:
+    import grpc
+
+    from server.client import SearchClient, image_request, text_request, vector_request
+
+    given = [x is not None for x in (args.image, args.text, args.vector)]
+    if sum(given) != 1:
+        raise QueryUsageError("give exactly one of IMAGE, --text or --vector")
+    if args.crop and args.image is None:
+        raise QueryUsageError("--crop applies to image queries")
+    params = {"k": args.k, "nprobe": args.nprobe, "refine_factor": args.refine}
+    if args.image is not None:
+        request = image_request(_read(args.image), crop=_parse_crop(args.crop), **params)
+    elif args.text is not None:
+        request = text_request(args.text, **params)
+    else:
+        request = vector_request(_load_vector(args.vector), **params)
+    with SearchClient(args.server, timeout=args.timeout) as client:
+        try:
+            result = client.search(request)
+        except grpc.RpcError as exc:
+            print(f"visearch query: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    print(f"{'rank':>4}  {'score':>7}  path")
+    for rank, hit in enumerate(result.hits, 1):
+        print(f"{rank:>4}  {hit.score:7.4f}  {hit.path}")
+    t = result.timings
+    print(f"{len(result.hits)} hits from index version {result.index_version} in "
+          f"{t['total_ms']:.1f} ms (decode {t['decode_ms']:.1f}, embed {t['embed_ms']:.1f}, "
+          f"search {t['search_ms']:.1f})")
+    return 0
+
+
+class QueryUsageError(VisearchError, ValueError):
+    """The query command's arguments do not describe one query."""
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise QueryUsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _parse_crop(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        box = tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise QueryUsageError(f"--crop wants LEFT,TOP,RIGHT,BOTTOM integers, not {text!r}") \
+            from exc
+    if len(box) != 4:
+        raise QueryUsageError(f"--crop wants 4 numbers, got {len(box)}")
+    return box
+
+
+def _load_vector(path: Path) -> np.ndarray:
+    try:
+        if path.suffix == ".npy":
+            return np.load(path).astype(np.float32).reshape(-1)
+        return np.asarray(json.loads(path.read_text()), dtype=np.float32).reshape(-1)
+    except (OSError, ValueError) as exc:
+        raise QueryUsageError(f"cannot read a vector from {path}: {exc}") from exc

@@ -1,0 +1,89 @@
+"""`visearch serve` and `visearch health`: argument parsing; the server is in server.app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cli.args import non_negative_int, positive_int
+from embedder.config import DecodeLimits
+from server.config import DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, ServiceConfig
+
+SERVE_HELP = "serve nearest-neighbour queries over an index directory with gRPC"
+SERVER_DEFAULTS = ServerConfig(index_dir=Path("."))
+SERVICE_DEFAULTS = ServiceConfig()
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP + (
+        ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
+        "turns it NOT_SERVING, lets in-flight calls finish, and exits 0."))
+    parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
+    parser.add_argument("--host", default=SERVER_DEFAULTS.host,
+                        help="address to bind; 0.0.0.0 or [::] for all (default: 127.0.0.1)")
+    parser.add_argument("--port", type=non_negative_int, default=SERVER_DEFAULTS.port,
+                        help="port; 0 picks a free one (default: 50051)")
+    parser.add_argument("--port-file", type=Path,
+                        help="write the bound port here once serving (useful with --port 0)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--checkpoint",
+                        help="local weights file; must match the weights the index was built with")
+    parser.add_argument("--max-message-mb", type=positive_int,
+                        default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
+                        help="largest request or response in MiB (default: %(default)s)")
+    parser.add_argument("--max-pixels", type=positive_int,
+                        default=SERVICE_DEFAULTS.limits.max_pixels,
+                        help="reject query images with more pixels (default: %(default)s)")
+    parser.add_argument("--max-k", type=positive_int, default=SERVICE_DEFAULTS.max_k,
+                        help="largest k a query may ask for (default: %(default)s)")
+    parser.add_argument("--batch-max", type=positive_int, default=SERVICE_DEFAULTS.batch_max,
+                        help="most queries embedded in one micro-batch (default: %(default)s)")
+    parser.add_argument("--batch-wait-ms", type=float, default=SERVICE_DEFAULTS.batch_wait_ms,
+                        help="how long a micro-batch waits for more queries (default: "
+                             "%(default)s)")
+    parser.add_argument("--grace", type=float, default=SERVER_DEFAULTS.grace_seconds,
+                        help="seconds in-flight calls get at shutdown (default: %(default)s)")
+    parser.set_defaults(handler=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from index.store.directory import IndexDirectory
+
+    IndexDirectory(args.index).manifest()  # a wrong path fails before torch loads
+
+    from server.app import serve
+
+    return serve(ServerConfig(
+        index_dir=args.index, host=args.host, port=args.port, device=args.device,
+        checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
+        grace_seconds=args.grace, port_file=args.port_file,
+        service=ServiceConfig(limits=DecodeLimits(max_pixels=args.max_pixels),
+                              max_k=args.max_k, batch_max=args.batch_max,
+                              batch_wait_ms=args.batch_wait_ms),
+    ))
+
+
+def add_health_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "health", help="exit 0 when a server reports SERVING (for container health checks)",
+        description="Ask a server's standard grpc.health.v1 service; exit 0 when SERVING.")
+    parser.add_argument("--server", default="localhost:50051", help="host:port")
+    parser.add_argument("--service", default="", help="service name ('' for the server)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    parser.set_defaults(handler=health_command)
+
+
+def health_command(args: argparse.Namespace) -> int:
+    import grpc
+
+    from server.client import SearchClient
+
+    with SearchClient(args.server, timeout=args.timeout) as client:
+        try:
+            status = client.health(args.service)
+        except grpc.RpcError as exc:
+            print(f"{args.server}: {exc.code().name}", file=sys.stderr)
+            return 1
+    print(f"{args.server}: {status}")
+    return 0 if status == "SERVING" else 1

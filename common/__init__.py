@@ -1,0 +1,1 @@
+"""Project-wide pieces every package may import: the error root and machine facts."""

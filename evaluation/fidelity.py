@@ -1,0 +1,144 @@
+"""ANN fidelity: the index against exact search over the stored vectors, across settings.
+
+The search itself is behind ``evaluation.backends.SearchBackend``, so the same
+sweep measures the index in-process or end to end through the gRPC server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+from faiss.contrib.exhaustive_search import knn_ground_truth
+
+from evaluation.backends import SearchBackend
+from evaluation.metrics import k_recall_at_k, one_recall_at_k
+from index.ann.query import SearchParams
+from index.store.manifest import IndexSettings
+from index.store.vectors import VectorStore
+
+
+@dataclass(frozen=True)
+class Setting:
+    nprobe: int | None
+    refine: int
+
+    def params(self, k: int) -> SearchParams:
+        return SearchParams(k=k, nprobe=self.nprobe, refine_factor=self.refine)
+
+    @property
+    def label(self) -> str:
+        probe = "-" if self.nprobe is None else str(self.nprobe)
+        return f"nprobe={probe} refine={self.refine}"
+
+
+@dataclass
+class SettingResult:
+    setting: Setting
+    k_recall: dict[int, float]
+    one_recall: dict[int, float]
+    batch_qps: float
+    single_ms: dict[str, float]  # mean, p50, p99 of one query per call
+    single_qps: float
+    batch_ms: dict[str, float]  # mean, p50, p99 of one call with batch_size queries
+    batch_size: int
+    pareto: bool = False
+
+
+@dataclass
+class Sweep:
+    results: list[SettingResult]
+    ks: list[int]
+    num_queries: int
+    single_queries: int
+
+
+def exact_neighbours(store: VectorStore, live_ids: np.ndarray, queries: np.ndarray, k: int,
+                     batch_size: int = 65536) -> np.ndarray:
+    """Exact inner-product top-k ids over the live stored vectors, one block in RAM at a time."""
+    blocks = (vectors for _, vectors in store.iter_batches(live_ids, batch_size))
+    _, positions = knn_ground_truth(np.ascontiguousarray(queries, dtype=np.float32), blocks, k,
+                                    metric_type=faiss.METRIC_INNER_PRODUCT, ngpu=0)
+    return np.where(positions >= 0, live_ids[np.maximum(positions, 0)], -1)
+
+
+def default_settings(nlist: int | None, default_nprobe: int | None, refine: int,
+                     exact: bool) -> list[Setting]:
+    """Powers of four up to nlist plus the default nprobe; with and without re-ranking."""
+    if nlist is None:
+        return [Setting(None, 1)]
+    probes = sorted({p for p in (1, 4, 16, 64, 256, 1024) if p <= nlist} | {default_nprobe or 1})
+    refines = [1] if exact or refine <= 1 else [1, refine]
+    return [Setting(p, r) for r in refines for p in probes]
+
+
+def settings_to_sweep(index: IndexSettings, nprobes: list[int] | None) -> list[Setting]:
+    """The given nprobe values (or the default ladder), with and without re-ranking."""
+    if not nprobes:
+        return default_settings(index.nlist, index.default_nprobe, index.refine_factor,
+                                index.exact)
+    refines = [1] if index.exact or index.refine_factor <= 1 else [1, index.refine_factor]
+    return [Setting(p, r) for r in refines for p in nprobes]
+
+
+def measure(backend: SearchBackend, setting: Setting, queries: np.ndarray, truth: np.ndarray,
+            ks: list[int], single_queries: int, batch_size: int = 100) -> SettingResult:
+    """Recall of every query, then latency one query per call and ``batch_size`` per call."""
+    params = setting.params(max(ks))
+    backend.search(queries[:1], params)  # warm caches and connections
+    batch_ms, parts = [], []
+    for start in range(0, len(queries), batch_size):
+        began = time.perf_counter()
+        parts.append(backend.search(queries[start:start + batch_size], params))
+        batch_ms.append((time.perf_counter() - began) * 1000)
+    ids = np.concatenate([h.ids for h in parts])
+    single_ms = []
+    for query in queries[:single_queries]:
+        began = time.perf_counter()
+        backend.search_one(query, params)
+        single_ms.append((time.perf_counter() - began) * 1000)
+    return SettingResult(
+        setting=setting,
+        k_recall={k: k_recall_at_k(ids, truth, k) for k in ks},
+        one_recall={k: one_recall_at_k(ids, truth, k) for k in ks},
+        batch_qps=len(queries) / (sum(batch_ms) / 1000),
+        single_ms=_summary(single_ms),
+        single_qps=1000 / float(np.mean(single_ms)),
+        batch_ms=_summary(batch_ms),
+        batch_size=batch_size,
+    )
+
+
+def _summary(latencies: list[float]) -> dict[str, float]:
+    lat = np.array(latencies)
+    return {"mean": float(lat.mean()), "p50": float(np.percentile(lat, 50)),
+            "p99": float(np.percentile(lat, 99))}
+
+
+def sweep(backend: SearchBackend, queries: np.ndarray, truth: np.ndarray, ks: list[int],
+          settings: list[Setting], front_k: int, single_queries: int = 200,
+          batch_size: int = 100) -> Sweep:
+    """Every setting measured; the Pareto front marked on ``front_k``-recall vs batch QPS."""
+    results = [measure(backend, s, queries, truth, ks, min(single_queries, len(queries)),
+                       batch_size) for s in settings]
+    mark_pareto(results, front_k)
+    return Sweep(results, ks, len(queries), min(single_queries, len(queries)))
+
+
+def mark_pareto(results: list[SettingResult], k: int) -> None:
+    """A setting is on the front when no other is at least as good in recall and speed and
+    better in one of them."""
+    for r in results:
+        r.pareto = not any(
+            o.k_recall[k] >= r.k_recall[k] and o.batch_qps >= r.batch_qps
+            and (o.k_recall[k] > r.k_recall[k] or o.batch_qps > r.batch_qps)
+            for o in results if o is not r)
+
+
+def fastest_meeting(results: list[SettingResult], target: float, k: int
+                    ) -> SettingResult | None:
+    """The fastest (batch QPS) setting whose k-recall@k reaches ``target``."""
+    meeting = [r for r in results if r.k_recall[k] >= target]
+    return max(meeting, key=lambda r: r.batch_qps) if meeting else None

@@ -1,0 +1,23 @@
+"""Publish a measured setting as the index's default nprobe and refine factor."""
+
+from __future__ import annotations
+
+from common.errors import VisearchError
+from evaluation.fidelity import Setting
+from index.store.directory import IndexDirectory
+from index.store.manifest import Manifest
+
+
+class IndexChangedError(VisearchError):
+    """A new version was published while the evaluation ran; its numbers describe the old one."""
+
+
+def apply_setting(directory: IndexDirectory, measured_version: int, setting: Setting) -> Manifest:
+    """A new version sharing the trained index file, with ``setting`` as its defaults."""
+    with directory.build_lock():
+        current = directory.manifest()
+        if current.version != measured_version:
+            raise IndexChangedError(f"the index changed to version {current.version} during "
+                                    f"the evaluation; run it again")
+        return directory.republish(current, default_nprobe=setting.nprobe,
+                                   refine_factor=setting.refine)

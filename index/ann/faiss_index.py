@@ -1,0 +1,111 @@
+"""FAISS index construction and per-call search parameters; GPU when faiss has one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from index.ann.params import EXACT_SPECS, IndexSpecError
+from index.store.manifest import IndexSettings
+
+log = logging.getLogger("visearch.index")
+
+# GPU IVF-PQ keeps its lookup tables in shared memory; above this they need float16.
+GPU_SHARED_MEMORY_BYTES = 48 * 1024
+
+
+def gpu_count() -> int:
+    """GPUs faiss can use; 0 for faiss-cpu builds."""
+    get = getattr(faiss, "get_num_gpus", None)
+    return int(get()) if get else 0
+
+
+def new_index(settings: IndexSettings, dim: int) -> faiss.Index:
+    """An empty index for ``settings`` that accepts our int64 ids."""
+    spec = "Flat" if settings.spec.strip() in EXACT_SPECS else settings.spec
+    try:
+        index = faiss.index_factory(dim, spec, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise IndexSpecError(f"faiss cannot build index spec {settings.spec!r}: {exc}") from exc
+    ivf = ivf_of(index)
+    if ivf is None:
+        return faiss.IndexIDMap2(index)  # IVF stores ids itself; others need the map
+    if hasattr(ivf, "do_polysemous_training"):  # IVF-PQ
+        # Polysemous codes serve Hamming-threshold search, which we never use, and
+        # their training is 4/5 of the IVF-PQ training time.
+        ivf.do_polysemous_training = False
+    return index
+
+
+def ivf_of(index: faiss.Index) -> Any:
+    """The IVF index inside ``index`` (downcast to its concrete type), or None."""
+    try:
+        return faiss.downcast_index(faiss.extract_index_ivf(index))
+    except (RuntimeError, AttributeError):
+        return None
+
+
+def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchParameters | None:
+    """Per-call parameters: never mutate a shared index's nprobe (a data race).
+
+    The caller has checked that ``index`` is IVF (``Searcher.check_params``).
+    """
+    if nprobe is None:
+        return None
+    params = faiss.SearchParametersIVF(nprobe=int(nprobe))  # type: ignore[call-arg]
+    if isinstance(faiss.downcast_index(index), faiss.IndexPreTransform):
+        outer = faiss.SearchParametersPreTransform(index_params=params)  # type: ignore[call-arg]
+        outer.referenced_objects = [params]  # type: ignore[attr-defined]  # SWIG keeps a bare pointer
+        return outer
+    return params
+
+
+class GpuPlacement:
+    """Moves an index to GPU 0 for train/add and back; falls back to the CPU once, loudly."""
+
+    def __init__(self, want_gpu: bool):
+        self.enabled = want_gpu and gpu_count() > 0
+        self.used = False
+        self._resources: Any = None
+
+    def to_device(self, index: faiss.Index, settings: IndexSettings) -> faiss.Index:
+        if not self.enabled or settings.exact:
+            return index
+        try:
+            if self._resources is None:
+                self._resources = faiss.StandardGpuResources()
+            options = faiss.GpuClonerOptions()
+            table_bytes = (settings.pq_m or 0) * (2 ** (settings.nbits or 8)) * 4
+            options.useFloat16 = table_bytes > GPU_SHARED_MEMORY_BYTES
+            gpu_index = faiss.index_cpu_to_gpu(self._resources, 0, index, options)
+        except (RuntimeError, AttributeError) as exc:
+            log.warning("faiss GPU cannot take %s (%s); training and adding on the CPU",
+                        settings.spec, exc)
+            self.enabled = False
+            return index
+        self.used = True
+        return gpu_index
+
+    def to_cpu(self, index: faiss.Index) -> faiss.Index:
+        return faiss.index_gpu_to_cpu(index) if self.used else index
+
+
+def add_batches(index: faiss.Index, batches: Iterable[tuple[np.ndarray, np.ndarray]],
+                total: int, *, progress: bool = True) -> None:
+    with tqdm(total=total, unit="vec", desc="index", disable=not progress or None,
+              leave=False) as bar:
+        for ids, vectors in batches:
+            index.add_with_ids(vectors, ids)
+            bar.update(len(ids))
+
+
+def train(index: faiss.Index, sample: np.ndarray) -> None:
+    if index.is_trained:
+        return
+    log.info("training on %d vectors", len(sample))
+    index.train(sample)

@@ -1,0 +1,120 @@
+"""Choose the ANN index for a corpus: exact below a size, IVF-PQ above it.
+
+The rule (documented in the README):
+
+* N < 10,000 vectors: exact flat inner product. PQ with 8-bit codes trains 256
+  centroids per sub-quantizer and wants >= 39 points each (~10k vectors); below
+  that a flat index is both exact and fast (well under a millisecond per query).
+* nlist: the power of two nearest 4*sqrt(N), at most N/39 so every centroid
+  gets >= 39 training points. Powers of two make the choice stable as a corpus
+  grows, so an incremental build re-uses the trained index until N ~quadruples.
+* PQ M: the largest divisor of dim that is <= min(64, dim/4) (64 bytes for
+  ViT-B-32), 8 bits per code.
+* Training sample: 64 points per centroid, at least 10,000, at most 500,000
+  (or 39 per centroid where that is more).
+* Default nprobe: nlist/32, at least 8 (tune it with `visearch eval --apply`).
+* Exact re-ranking of 4*k PQ candidates with the stored vectors (refine 4).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from common.errors import VisearchError
+from index.store.manifest import IndexSettings
+
+FLAT_BELOW = 10_000
+MIN_POINTS_PER_CENTROID = 39
+TRAIN_POINTS_PER_CENTROID = 64
+MIN_TRAIN = 10_000
+MAX_TRAIN = 500_000
+DEFAULT_REFINE = 4
+# Factory strings of an exact (brute-force) index; all are built as a Flat in an IDMap2.
+EXACT_SPECS = ("Flat", "IDMap,Flat", "IDMap2,Flat")
+
+
+class IndexSpecError(VisearchError, ValueError):
+    """Index parameters that faiss cannot build."""
+
+
+@dataclass(frozen=True)
+class IndexOverrides:
+    """What the user asked for on the command line; None means choose automatically."""
+
+    spec: str | None = None
+    nlist: int | None = None
+    pq_m: int | None = None
+    nbits: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.spec, self.nlist, self.pq_m, self.nbits))
+
+
+def auto_nlist(n: int) -> int:
+    target = 4 * math.sqrt(n)
+    nlist = 2 ** max(0, round(math.log2(target)))
+    while nlist > 1 and n / nlist < MIN_POINTS_PER_CENTROID:
+        nlist //= 2
+    return nlist
+
+
+def auto_pq_m(dim: int) -> int:
+    limit = max(1, min(64, dim // 4))
+    return max(m for m in range(1, limit + 1) if dim % m == 0)
+
+
+def train_size(n: int, nlist: int) -> int:
+    """64 points per centroid, capped at MAX_TRAIN, but never below 39 per centroid."""
+    capped = min(MAX_TRAIN, TRAIN_POINTS_PER_CENTROID * nlist)
+    return min(n, max(MIN_TRAIN, MIN_POINTS_PER_CENTROID * nlist, capped))
+
+
+def default_nprobe(nlist: int) -> int:
+    return min(nlist, max(8, nlist // 32))
+
+
+def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides()
+                    ) -> IndexSettings:
+    """Index settings for ``n`` vectors of ``dim`` dimensions.
+
+    Raises:
+        IndexSpecError: for overrides that faiss could not build (M not dividing dim, ...).
+    """
+    if overrides.spec:
+        return _from_spec(overrides.spec, n)
+    if not overrides.any and n < FLAT_BELOW:
+        return IndexSettings(spec="Flat", exact=True, auto=True, refine_factor=1)
+    nlist = overrides.nlist or auto_nlist(n)
+    pq_m = overrides.pq_m or auto_pq_m(dim)
+    nbits = overrides.nbits or 8
+    if dim % pq_m:
+        raise IndexSpecError(f"--pq-m {pq_m} must divide the embedding dimension {dim}")
+    if not 1 <= nbits <= 16:
+        raise IndexSpecError(f"--nbits must be between 1 and 16, not {nbits}")
+    if n < max(nlist, 2 ** nbits):
+        raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},PQ{pq_m}x{nbits} "
+                         f"(needs at least {max(nlist, 2 ** nbits)}); use --index-spec Flat")
+    return IndexSettings(
+        spec=f"IVF{nlist},PQ{pq_m}x{nbits}", exact=False, auto=not overrides.any,
+        nlist=nlist, pq_m=pq_m, nbits=nbits, train_size=train_size(n, nlist),
+        default_nprobe=default_nprobe(nlist), refine_factor=DEFAULT_REFINE,
+    )
+
+
+def _from_spec(spec: str, n: int) -> IndexSettings:
+    """Settings for a faiss factory string given verbatim."""
+    ivf = re.search(r"IVF(\d+)", spec)
+    pq = re.search(r"PQ(\d+)(?:x(\d+))?", spec)
+    nlist = int(ivf.group(1)) if ivf else None
+    exact = spec.strip() in EXACT_SPECS
+    return IndexSettings(
+        spec=spec, exact=exact, auto=False, nlist=nlist,
+        pq_m=int(pq.group(1)) if pq else None,
+        nbits=int(pq.group(2) or 8) if pq else None,
+        train_size=0 if exact else train_size(n, nlist or 1),
+        default_nprobe=default_nprobe(nlist) if nlist else None,
+        refine_factor=DEFAULT_REFINE if pq else 1,
+    )

@@ -1,0 +1,115 @@
+"""Nearest-neighbour search over one index version, with per-call parameters.
+
+A Searcher is immutable and safe to share between threads: nprobe and the
+re-ranking depth travel with each call, never as state on the shared index.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from index.ann import faiss_index as ann
+from index.ann.query import MAX_K, Hits, InvalidQueryError, SearchParams
+from index.store.directory import IndexDirectory
+from index.store.manifest import Manifest
+
+
+class Searcher:
+    """The faiss index, raw vectors and catalog of one published version."""
+
+    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
+        self.directory = directory if isinstance(directory, IndexDirectory) else \
+            IndexDirectory(directory)
+        self.manifest: Manifest = self.directory.manifest(version)
+        self.index = faiss.read_index(str(self.directory.index_path(self.manifest)))
+        self.catalog = self.directory.catalog(readonly=True)
+        self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
+        self.is_ivf = ann.ivf_of(self.index) is not None
+        # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
+        self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
+
+    @property
+    def dim(self) -> int:
+        return self.manifest.dim
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    def check_params(self, params: SearchParams, max_k: int = MAX_K) -> None:
+        """Parameters this index can honour; the one place they are validated."""
+        if not 1 <= params.k <= max_k:
+            raise InvalidQueryError(f"k must be between 1 and {max_k}, not {params.k}")
+        if params.nprobe is not None:
+            if not self.is_ivf:
+                raise InvalidQueryError(f"nprobe applies to IVF indexes; this index is "
+                                        f"{self.manifest.index.spec}")
+            if params.nprobe < 1:
+                raise InvalidQueryError(f"nprobe must be >= 1, not {params.nprobe}")
+        if params.refine_factor is not None and params.refine_factor < 1:
+            raise InvalidQueryError(f"refine factor must be >= 1, not {params.refine_factor}")
+
+    def prepare(self, queries: np.ndarray) -> np.ndarray:
+        """Validate query vectors and return them at unit length (cosine similarity)."""
+        q = np.asarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise InvalidQueryError(f"query vectors must have {self.dim} dimensions, "
+                                    f"got shape {tuple(np.shape(queries))}")
+        # One reduction checks every value: NaN or inf anywhere makes the sum non-finite.
+        # (Checked in Python per row: numpy's per-call overhead is most of a 1-query search.)
+        squared = (q * q).sum(axis=1)
+        for value in squared.tolist():
+            if not math.isfinite(value):
+                raise InvalidQueryError("query vector contains NaN, infinity or values "
+                                        "too large for float32")
+            if value == 0:
+                raise InvalidQueryError("query vector is all zeros")
+        return q / np.sqrt(squared)[:, None]
+
+    def search(self, queries: np.ndarray, params: SearchParams = SearchParams()) -> Hits:
+        """Top-k by cosine similarity; PQ candidates re-ranked exactly when refine > 1."""
+        self.check_params(params)
+        return self.search_unit(self.prepare(queries), params)
+
+    def search_unit(self, q: np.ndarray, params: SearchParams) -> Hits:
+        """``search`` for queries already checked and at unit length (by ``check_params``,
+        ``prepare`` or the model), so a request is validated and normalised once."""
+        settings = self.manifest.index
+        nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
+        refine = params.refine_factor or settings.refine_factor
+        depth = params.k * refine if refine > 1 and not settings.exact else params.k
+        scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
+        if depth > params.k:
+            scores, ids = self.rerank(q, ids, params.k)
+        return Hits(ids, scores)
+
+    def _search_parameters(self, nprobe: int | None) -> faiss.SearchParameters | None:
+        params = self._params.get(nprobe)
+        if params is None and nprobe is not None:
+            params = self._params[nprobe] = ann.search_parameters(self.index, nprobe)
+        return params
+
+    def rerank(self, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """Exact inner products against the stored vectors; keeps the best k of each row."""
+        valid = candidates >= 0
+        vectors = self.store.get(np.where(valid, candidates, 0)).reshape(
+            *candidates.shape, self.dim)
+        exact = np.einsum("qkd,qd->qk", vectors, q)
+        exact[~valid] = -np.inf
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+        ids = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
+        return np.take_along_axis(exact, order, axis=1).astype(np.float32), ids
+
+    def paths(self, ids: np.ndarray | list[int]) -> dict[int, str]:
+        wanted = [int(i) for i in np.asarray(ids).reshape(-1) if i >= 0]
+        return self.catalog.paths(wanted) if wanted else {}
+
+    def close(self) -> None:
+        self.catalog.close()

@@ -1,0 +1,129 @@
+"""The build's last stage: stored vectors -> a new published ANN index version."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from common.errors import VisearchError
+from embedder import ModelIdentity
+from index.ann import faiss_index as ann
+from index.ann.params import FLAT_BELOW, IndexOverrides, choose_settings
+from index.store.catalog import Catalog
+from index.store.directory import IndexDirectory
+from index.store.manifest import IndexSettings, Manifest, utc_now
+from index.store.vectors import VectorStore, sample_ids
+
+log = logging.getLogger("visearch.index")
+
+
+class NothingToIndexError(VisearchError):
+    """No image could be stored, so there is no index to build."""
+
+
+@dataclass(frozen=True)
+class IndexingOptions:
+    overrides: IndexOverrides = IndexOverrides()
+    vector_dtype: str = "float16"
+    use_gpu: bool = True
+    retrain: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class IndexingResult:
+    manifest: Manifest
+    published: bool  # False when the current version was already up to date
+    retrained: bool
+    seconds: float
+    faiss_device: str
+
+
+def settings_for(n: int, dim: int, previous: Manifest | None,
+                 overrides: IndexOverrides) -> IndexSettings:
+    """Explicit overrides win; otherwise keep a user-chosen spec; otherwise the automatic rule.
+
+    Tuned defaults (nprobe, refine) survive an incremental build while the spec is unchanged.
+    """
+    if overrides.any or previous is None:
+        settings = choose_settings(n, dim, overrides)
+    elif not previous.index.auto:
+        settings = choose_settings(n, dim, IndexOverrides(spec=previous.index.spec))
+    else:
+        settings = choose_settings(n, dim)
+    if previous is not None and previous.index.spec == settings.spec:
+        settings = replace(settings, default_nprobe=previous.index.default_nprobe,
+                           refine_factor=previous.index.refine_factor)
+    return settings
+
+
+def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelIdentity,
+                  options: IndexingOptions, run_id: int) -> IndexingResult:
+    """Build (or update) the ANN index over all live vectors and make it the current version."""
+    start = time.perf_counter()
+    previous = directory.manifest() if directory.current_version() is not None else None
+    live = catalog.live_ids()
+    if len(live) == 0:
+        raise NothingToIndexError("no image could be indexed")
+    settings = settings_for(len(live), identity.embed_dim, previous, options.overrides)
+    if settings.exact and settings.auto:
+        log.info("%d vectors: below %d an exact flat index is used (IVF-PQ needs more "
+                 "training points)", len(live), FLAT_BELOW)
+    store = directory.vector_store(catalog, identity.embed_dim)
+    max_id = int(live[-1])
+    reusable = (previous is not None and not options.retrain
+                and previous.index.spec == settings.spec
+                and previous.model.weights_sha256 == identity.weights_sha256)
+    if reusable and previous is not None:
+        settings = replace(settings, train_size=previous.index.train_size)
+        prev_max = int(previous.build.get("max_id", -1))
+        removed = catalog.deleted_since(int(previous.build.get("run_id", 0)))
+        added = live[live > prev_max]
+        if len(added) == 0 and len(removed) == 0 and previous.index == settings:
+            return IndexingResult(previous, False, False, time.perf_counter() - start, "cpu")
+        index = faiss.read_index(str(directory.index_path(previous)))
+        if len(removed):
+            index.remove_ids(faiss.IDSelectorBatch(removed))
+        ann.add_batches(index, store.iter_batches(added), len(added), progress=options.progress)
+        device = "cpu"
+    else:
+        index, device = _train_and_add(settings, identity.embed_dim, store, live, options)
+    counts = catalog.counts()
+    manifest = Manifest(
+        version=directory.next_version(),
+        created=utc_now(),
+        model=identity,
+        index=settings,
+        vector_dtype=options.vector_dtype,
+        live_count=int(index.ntotal),
+        stored_count=counts["stored"],
+        failed_count=counts["failed"],
+        build={"run_id": run_id, "max_id": max_id, "retrained": not reusable,
+               "faiss_device": device, "faiss_version": faiss.__version__,
+               "index_seconds": round(time.perf_counter() - start, 3)},
+    )
+    directory.publish(manifest, lambda path: _write_index(index, path))
+    return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device)
+
+
+def _train_and_add(settings: IndexSettings, dim: int, store: VectorStore, live: np.ndarray,
+                   options: IndexingOptions) -> tuple[faiss.Index, str]:
+    index = ann.new_index(settings, dim)
+    placement = ann.GpuPlacement(options.use_gpu)
+    index = placement.to_device(index, settings)
+    if not index.is_trained:
+        ann.train(index, store.get(sample_ids(live, settings.train_size)))
+    ann.add_batches(index, store.iter_batches(live), len(live), progress=options.progress)
+    return placement.to_cpu(index), "gpu" if placement.used else "cpu"
+
+
+def _write_index(index: faiss.Index, path: Path) -> None:
+    faiss.write_index(index, str(path))
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())

@@ -1,0 +1,1 @@
+"""The index directory on disk: catalog, raw vector shards, manifests, atomic writes."""

@@ -1,0 +1,241 @@
+"""The catalog: SQLite mapping of stable vector ids to files, shards, failures and runs.
+
+Ids are allocated in order and never reused: id ``i`` is row ``i`` of the raw
+vector store, so the store needs no id column. A file that changes gets a new
+id and its old one is marked deleted.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.errors import VisearchError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    deleted_run INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS images_live_path ON images(path) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
+CREATE TABLE IF NOT EXISTS shards (
+    shard INTEGER PRIMARY KEY,
+    file TEXT NOT NULL,
+    first_id INTEGER NOT NULL,
+    count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    run_id INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    finished REAL,
+    status TEXT NOT NULL,
+    embedded INTEGER NOT NULL DEFAULT 0,
+    reused INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class CatalogError(VisearchError):
+    """The catalog is missing, newer than this program, or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image file through its life: listed (path, size, mtime), read (sha256 of its
+    bytes) and stored (its vector id). Fields not known yet keep their defaults."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str = ""
+    id: int = -1
+
+
+@dataclass(frozen=True)
+class Shard:
+    shard: int
+    file: str
+    first_id: int
+    count: int
+
+
+class Catalog:
+    """One SQLite database per index directory; safe to read while a build writes (WAL)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False):
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly and not self.path.exists():
+            raise CatalogError(f"no catalog at {self.path}")
+        self._local = threading.local()
+        if not readonly:
+            with self._conn() as conn:
+                conn.executescript(SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+        version = int(self._conn().execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise CatalogError(f"catalog schema {version} is newer than this program "
+                               f"({SCHEMA_VERSION}); upgrade visearch")
+
+    def _conn(self) -> sqlite3.Connection:
+        # One connection per thread: the server searches from a thread pool.
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.readonly:
+                # A read-only mount cannot hold WAL's shared-memory file: read it as immutable.
+                flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "immutable=1"
+                conn = sqlite3.connect(f"file:{self.path}?{flags}", uri=True, timeout=30)
+            else:
+                conn = sqlite3.connect(self.path, timeout=30)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- runs -------------------------------------------------------------
+
+    def start_run(self) -> int:
+        with self._conn() as conn:
+            cur = conn.execute("INSERT INTO runs (started, status) VALUES (?, 'running')",
+                               (time.time(),))
+            return int(cur.lastrowid or 0)
+
+    def finish_run(self, run_id: int, status: str, *, embedded: int, reused: int,
+                   failed: int) -> None:
+        with self._conn() as conn:
+            conn.execute("UPDATE runs SET finished = ?, status = ?, embedded = ?, reused = ?, "
+                         "failed = ? WHERE id = ?",
+                         (time.time(), status, embedded, reused, failed, run_id))
+
+    # --- images -----------------------------------------------------------
+
+    def live_by_path(self, paths: Iterable[str]) -> dict[str, ImageRecord]:
+        rows: dict[str, ImageRecord] = {}
+        paths = list(paths)
+        for start in range(0, len(paths), 500):
+            chunk = paths[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._conn().execute(
+                    f"SELECT path, size, mtime_ns, sha256, id FROM images "
+                    f"WHERE deleted = 0 AND path IN ({marks})", chunk):
+                rows[row[0]] = ImageRecord(*row)
+        return rows
+
+    def id_with_hash(self, sha256: str) -> int | None:
+        row = self._conn().execute("SELECT id FROM images WHERE sha256 = ? LIMIT 1",
+                                   (sha256,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def paths(self, ids: Sequence[int]) -> dict[int, str]:
+        marks = ",".join("?" * len(ids))
+        return dict(self._conn().execute(
+            f"SELECT id, path FROM images WHERE id IN ({marks})", list(map(int, ids))))
+
+    def ids_for_paths(self, paths: Iterable[str]) -> dict[str, int]:
+        return {path: row.id for path, row in self.live_by_path(paths).items()}
+
+    def live_ids(self, max_id: int | None = None) -> np.ndarray:
+        query = "SELECT id FROM images WHERE deleted = 0"
+        args: tuple[int, ...] = ()
+        if max_id is not None:
+            query += " AND id <= ?"
+            args = (max_id,)
+        return np.array([r[0] for r in self._conn().execute(query + " ORDER BY id", args)],
+                        dtype=np.int64)
+
+    def deleted_since(self, run_id: int) -> np.ndarray:
+        """Ids retired by runs after ``run_id`` (their files changed)."""
+        return np.array([r[0] for r in self._conn().execute(
+            "SELECT id FROM images WHERE deleted = 1 AND deleted_run > ? ORDER BY id",
+            (run_id,))], dtype=np.int64)
+
+    def next_id(self) -> int:
+        row = self._conn().execute("SELECT MAX(id) FROM images").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def counts(self) -> dict[str, int]:
+        conn = self._conn()
+        live = conn.execute("SELECT COUNT(*) FROM images WHERE deleted = 0").fetchone()[0]
+        total = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        failed = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+        return {"live": live, "stored": total, "failed": failed}
+
+    def touch(self, row_id: int, size: int, mtime_ns: int) -> None:
+        """A file was copied or touched but its bytes are unchanged: keep its id."""
+        with self._conn() as conn:
+            conn.execute("UPDATE images SET size = ?, mtime_ns = ? WHERE id = ?",
+                         (size, mtime_ns, row_id))
+
+    def add_shard(self, shard: Shard, images: Sequence[ImageRecord], run_id: int) -> None:
+        """Record a written shard and its images in one transaction.
+
+        Files whose path was live under another id (changed content) lose that id.
+        """
+        if len(images) != shard.count:
+            raise CatalogError(f"shard {shard.shard}: {shard.count} vectors, {len(images)} images")
+        with self._conn() as conn:
+            conn.executemany(
+                "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
+                [(run_id, im.path) for im in images])
+            conn.executemany(
+                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(shard.first_id + i, im.path, im.size, im.mtime_ns, im.sha256, run_id)
+                 for i, im in enumerate(images)])
+            conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
+                         (shard.shard, shard.file, shard.first_id, shard.count))
+            conn.executemany("DELETE FROM failures WHERE path = ?", [(im.path,) for im in images])
+
+    def shards(self) -> list[Shard]:
+        return [Shard(*r) for r in self._conn().execute(
+            "SELECT shard, file, first_id, count FROM shards ORDER BY shard")]
+
+    # --- failures ---------------------------------------------------------
+
+    def record_failures(self, failures: Sequence[tuple[str, str]], run_id: int) -> None:
+        with self._conn() as conn:
+            conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
+                             [(path, reason, run_id) for path, reason in failures])
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self._conn().execute(
+            "SELECT path, reason FROM failures ORDER BY path")]

@@ -1,0 +1,80 @@
+"""The model contract: which model's vectors an index holds, and whether a model may extend,
+serve or query it. The build, the server and evaluation ask here and nowhere else.
+
+The first build records its model's identity in the catalog; every published
+manifest carries it. Vectors from two models never share an index.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from common.errors import VisearchError
+from embedder.config import ModelIdentity
+from index.store.catalog import Catalog
+
+PRECOMPUTED = "precomputed"
+MODEL_META_KEY = "model"
+
+
+class ModelMismatchError(VisearchError):
+    """The directory holds vectors from another model; mixing them would corrupt the index."""
+
+
+class NoModelError(VisearchError):
+    """The index holds precomputed vectors only: it answers embedding queries alone."""
+
+
+def precomputed_identity(dim: int) -> ModelIdentity:
+    """The identity recorded for vectors that no model of ours produced."""
+    return ModelIdentity(name=PRECOMPUTED, pretrained=None, checkpoint=None,
+                         weights_sha256=PRECOMPUTED, embed_dim=dim, untrained=True,
+                         preprocess={})
+
+
+def has_model(identity: ModelIdentity) -> bool:
+    """False for precomputed vectors: no model can embed queries into their space."""
+    return identity.weights_sha256 != PRECOMPUTED
+
+
+def require_model(identity: ModelIdentity, purpose: str) -> None:
+    """Raise NoModelError when ``purpose`` needs a model and the index has none."""
+    if not has_model(identity):
+        raise NoModelError(f"{purpose} needs a model, and this index holds precomputed "
+                           f"vectors only")
+
+
+def check_same_model(recorded: ModelIdentity, loaded: ModelIdentity) -> None:
+    """A loaded model may serve or extend an index only with the weights and preprocessing
+    that built it.
+
+    Raises:
+        ModelMismatchError: naming both models and what to do about it.
+    """
+    if loaded.weights_sha256 != recorded.weights_sha256:
+        raise ModelMismatchError(
+            f"this index holds vectors from model {recorded.name} "
+            f"({recorded.pretrained or 'custom'}, weights {recorded.weights_sha256[:12]}); the "
+            f"loaded model is {loaded.name} ({loaded.pretrained or 'custom'}, weights "
+            f"{loaded.weights_sha256[:12]}). Use the same --model/--pretrained/--checkpoint as "
+            f"the build that made it, or build a new index")
+    if loaded.preprocess != recorded.preprocess:
+        raise ModelMismatchError(f"preprocessing differs from the build's: {loaded.preprocess} "
+                                 f"!= {recorded.preprocess}")
+
+
+def stored_identity(catalog: Catalog) -> ModelIdentity | None:
+    """The identity of the vectors already stored, or None for an empty directory."""
+    raw = catalog.get_meta(MODEL_META_KEY)
+    return None if raw is None else ModelIdentity(**json.loads(raw))
+
+
+def record_or_check(catalog: Catalog, identity: ModelIdentity) -> ModelIdentity:
+    """The first build records its model; later ones must use the same weights."""
+    stored = stored_identity(catalog)
+    if stored is None:
+        catalog.set_meta(MODEL_META_KEY, json.dumps(asdict(identity), sort_keys=True))
+        return identity
+    check_same_model(stored, identity)
+    return stored

@@ -1,0 +1,153 @@
+"""The index directory: versioned manifests and indexes over a shared catalog and vector store.
+
+Layout::
+
+    DIR/CURRENT                     name of the served version, replaced atomically
+    DIR/catalog.sqlite              ids -> files, shards, failures, runs
+    DIR/vectors/shard-NNNNNN.npy    raw embeddings, append-only
+    DIR/versions/vNNNNNN/           manifest.json + index.faiss, immutable once published
+    DIR/build.lock                  held by the one build allowed at a time
+
+A build writes a complete new version next to the served one and then swaps
+CURRENT, so a killed build never leaves a half-written index behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from common.errors import VisearchError
+from index.store.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from index.store.catalog import Catalog
+from index.store.manifest import Manifest, ManifestError, read_manifest, utc_now
+from index.store.vectors import VectorStore
+
+KEEP_VERSIONS = 3
+
+
+class IndexDirectoryError(VisearchError):
+    """The directory is not an index, is busy, or cannot be written."""
+
+
+class IndexDirectory:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.path / "catalog.sqlite"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.path / "vectors"
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.path / "versions"
+
+    def version_dir(self, version: int) -> Path:
+        return self.versions_dir / f"v{version:06d}"
+
+    def catalog(self, *, readonly: bool = False) -> Catalog:
+        return Catalog(self.catalog_path, readonly=readonly)
+
+    def current_version(self) -> int | None:
+        try:
+            name = (self.path / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            return None
+        if not (name.startswith("v") and name[1:].isdigit()):
+            raise IndexDirectoryError(f"{self.path}/CURRENT is corrupt: {name!r}")
+        return int(name[1:])
+
+    def manifest(self, version: int | None = None) -> Manifest:
+        """The manifest of ``version``, by default the one CURRENT names."""
+        if version is None:
+            version = self.current_version()
+            if version is None:
+                raise IndexDirectoryError(
+                    f"{self.path} is not a built index (no CURRENT file); run `visearch build`")
+        try:
+            return read_manifest(self.version_dir(version) / "manifest.json")
+        except ManifestError as exc:
+            raise IndexDirectoryError(str(exc)) from exc
+
+    def index_path(self, manifest: Manifest) -> Path:
+        return self.version_dir(manifest.version) / manifest.index_file
+
+    def vector_store(self, catalog: Catalog, dim: int) -> VectorStore:
+        return VectorStore(self.vectors_dir, catalog.shards(), dim)
+
+    @contextlib.contextmanager
+    def build_lock(self) -> Iterator[None]:
+        """One build at a time per directory; a second one fails at once with a clear message."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path / "build.lock", "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise IndexDirectoryError(f"another build is writing {self.path}") from exc
+            yield
+        finally:
+            handle.close()
+
+    def next_version(self) -> int:
+        existing = [int(p.name[1:]) for p in self._version_dirs()]
+        return max(existing, default=0) + 1
+
+    def publish(self, manifest: Manifest, write_index: Callable[[Path], None]) -> None:
+        """Write ``manifest`` and its index as a new version, then make it CURRENT."""
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        final = self.version_dir(manifest.version)
+        staging = self.versions_dir / f".staging-{final.name}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            write_index(staging / manifest.index_file)
+            write_json_atomic(staging / "manifest.json", manifest.to_json())
+            os.replace(staging, final)
+            fsync_dir(self.versions_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        write_bytes_atomic(self.path / "CURRENT", f"{final.name}\n".encode())
+        self.prune()
+
+    def republish(self, manifest: Manifest, **index_changes: Any) -> Manifest:
+        """A new version with changed search defaults and the same index file (hard-linked)."""
+        source = self.index_path(manifest)
+        updated = replace(manifest.with_index(**index_changes), version=self.next_version(),
+                          created=utc_now())
+
+        def link(target: Path) -> None:
+            try:
+                os.link(source, target)
+            except OSError:  # another file system, or no hard links: copy
+                shutil.copyfile(source, target)
+
+        self.publish(updated, link)
+        return updated
+
+    def prune(self, keep: int = KEEP_VERSIONS) -> None:
+        """Drop old versions and abandoned staging directories (the build lock is held)."""
+        for stale in self.versions_dir.glob(".staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        current = self.current_version()
+        versions = sorted(self._version_dirs(), key=lambda p: int(p.name[1:]))
+        for old in versions[:-keep]:
+            if current is None or int(old.name[1:]) != current:
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _version_dirs(self) -> list[Path]:
+        if not self.versions_dir.is_dir():
+            return []
+        return [p for p in self.versions_dir.iterdir()
+                if p.is_dir() and p.name.startswith("v") and p.name[1:].isdigit()]

@@ -1,0 +1,47 @@
+"""Settings of the server and its search service, and the message limits the client shares.
+
+Light on purpose: the client and the command line read these defaults without
+loading torch, open_clip or faiss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embedder.config import DecodeLimits
+from index.ann.query import MAX_K
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_BATCH_QUERIES = 1024
+
+
+def message_options(max_bytes: int) -> list[tuple[str, int]]:
+    """The same limits on server and client: larger requests get RESOURCE_EXHAUSTED."""
+    return [("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes)]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """What one query may ask for, and how queries share the model."""
+
+    limits: DecodeLimits = DecodeLimits()
+    max_k: int = MAX_K
+    batch_max: int = 32
+    batch_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    index_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    device: str = "auto"
+    checkpoint: str | None = None
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    rpc_threads: int = 64
+    grace_seconds: float = 10.0
+    drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
+    port_file: Path | None = None
+    service: ServiceConfig = field(default_factory=ServiceConfig)

@@ -1,0 +1,40 @@
+"""A search request as the service sees it, and the one place a request is validated:
+before any decoding, embedding or searching, against the index version that answers it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.ann.query import InvalidQueryError, SearchParams
+from index.ann.search import Searcher
+from index.store.contract import require_model
+from server.config import ServiceConfig
+
+
+@dataclass(frozen=True)
+class Query:
+    """Exactly one of image, text or vector, plus per-call search parameters."""
+
+    params: SearchParams
+    image: bytes | None = None
+    crop: tuple[int, int, int, int] | None = None
+    text: str | None = None
+    vector: np.ndarray | None = None
+
+
+def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
+    """Raise InvalidQueryError (or NoModelError) with the reason; decoding errors and a crop
+    box outside the image are found when the image is decoded."""
+    given = sum(x is not None for x in (query.image, query.text, query.vector))
+    if given != 1:
+        raise InvalidQueryError(f"a query needs exactly one of image, text or embedding; "
+                                f"got {given}")
+    if query.crop is not None and query.image is None:
+        raise InvalidQueryError("a crop box applies to image queries only")
+    if query.vector is None:
+        require_model(searcher.manifest.model, "an image or text query (send an embedding)")
+    if query.text is not None and not query.text.strip():
+        raise InvalidQueryError("text query is empty")
+    searcher.check_params(query.params, config.max_k)

@@ -1,0 +1,81 @@
+"""What a running server holds: the model side, loaded once, and the index handle, which a
+new version replaces while requests run.
+
+Each request takes ``IndexHandle.current`` once at its start and uses that
+version to the end, so it is answered wholly by one version however often the
+handle is swapped meanwhile.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+import numpy as np
+
+from embedder.config import DecodeLimits
+from embedder.embedder import Embedder
+from embedder.inputs import ModelInput
+from index.ann.search import Searcher
+from server.batcher import MicroBatcher
+
+# A micro-batch item: ("image", model input tensor) or ("text", str).
+ModelItem = tuple[str, object]
+
+
+class ModelSide:
+    """The embedder and the micro-batcher that shares its forward passes between requests."""
+
+    def __init__(self, embedder: Embedder, limits: DecodeLimits, *, batch_max: int,
+                 batch_wait_ms: float):
+        self.embedder = embedder
+        self.to_input: ModelInput = embedder.model_input(limits)
+        self.batcher: MicroBatcher[ModelItem, np.ndarray] = MicroBatcher(
+            self._embed_batch, max_batch=batch_max, max_wait=batch_wait_ms / 1000,
+            name="embedder")
+
+    @property
+    def device(self) -> str:
+        return str(self.embedder.device)
+
+    def submit(self, item: ModelItem) -> Future[np.ndarray]:
+        return self.batcher.submit(item)
+
+    def _embed_batch(self, items: Sequence[ModelItem]) -> list[np.ndarray]:
+        import torch
+
+        out: list[np.ndarray] = [np.empty(0)] * len(items)
+        images = [i for i, (kind, _) in enumerate(items) if kind == "image"]
+        texts = [i for i, (kind, _) in enumerate(items) if kind == "text"]
+        if images:
+            pixels = torch.stack([items[i][1] for i in images])  # type: ignore[misc]
+            for i, v in zip(images, self.embedder.encode_images(pixels), strict=True):
+                out[i] = v
+        if texts:
+            vectors = self.embedder.encode_texts([str(items[i][1]) for i in texts])
+            for i, v in zip(texts, vectors, strict=True):
+                out[i] = v
+        return out
+
+    def close(self) -> None:
+        self.batcher.close(timeout=30)
+
+
+class IndexHandle:
+    """The served index version, replaced by one reference assignment."""
+
+    def __init__(self, searcher: Searcher):
+        self._current = searcher
+        self._lock = threading.Lock()  # orders swaps; readers never take it
+
+    @property
+    def current(self) -> Searcher:
+        return self._current
+
+    def swap(self, searcher: Searcher) -> Searcher:
+        """Serve ``searcher`` from the next request on; returns the one it replaces, which
+        requests already running keep using (close it once they are done)."""
+        with self._lock:
+            previous, self._current = self._current, searcher
+        return previous
