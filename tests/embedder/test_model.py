@@ -146,6 +146,7 @@ def test_local_dir_model_loads_its_weights(tmp_path, tiny_embedder):
     assert not loaded.identity.untrained
 
 
+@pytest.mark.slow
 def test_hf_hub_model_loads_from_the_cache_offline(tmp_path, tiny_embedder):
     import subprocess
     import sys

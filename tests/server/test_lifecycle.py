@@ -73,6 +73,7 @@ def _wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120) -> No
     raise AssertionError("server never became SERVING")
 
 
+@pytest.mark.slow
 def test_sigterm_drains_in_flight_calls_and_exits_zero(index_dir):
     port = _free_port()
     proc = subprocess.Popen(
@@ -123,6 +124,7 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(index_dir):
     assert "SIGTERM" in proc.stderr.read()
 
 
+@pytest.mark.slow
 def test_refuses_to_start_with_other_weights(index_dir, tmp_path, tiny_embedder):
     state = {k: v + 0.01 for k, v in tiny_embedder.model.state_dict().items()}
     torch.save(state, tmp_path / "other.pt")

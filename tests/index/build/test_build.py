@@ -59,6 +59,7 @@ def test_stored_vectors_equal_fresh_embeddings(tmp_path, photos, tiny_embedder):
         assert float(fresh @ stored) > 0.9999  # float16 storage
 
 
+@pytest.mark.slow
 def test_bad_files_are_reported_once_and_never_indexed(tmp_path):
     folder = tmp_path / "mixed"
     good = write_pictures(folder, 6)
@@ -80,6 +81,7 @@ def test_bad_files_are_reported_once_and_never_indexed(tmp_path):
     assert set(failures) == {str(p) for p in bad.values()}
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_without_embedding_twice(tmp_path, photos):
     out = tmp_path / "idx"
     args = [sys.executable, "-m", "cli.main", "build", str(photos[0].parent), "--out", str(out),
@@ -141,6 +143,7 @@ def test_changed_file_gets_a_new_id_and_copies_are_not_embedded(tmp_path, photos
     assert old_ids[str(folder / photos[0].name)] not in set(searcher.catalog.live_ids())
 
 
+@pytest.mark.slow
 def test_failed_build_keeps_previous_version_serving(tmp_path, photos, tiny_embedder):
     out = tmp_path / "idx"
     build(photos[:40], out, tiny_embedder)
