@@ -33,7 +33,7 @@ def unavailable() -> Section:
         "CUDA embeddings equal CPU ones within fp16 tolerance "
         "(`tests/embedder/test_model.py::test_cuda_embeddings_match_cpu`), and a faiss GPU "
         "build trains and adds with the recall of the CPU build "
-        "(`tests/index/test_ann.py::test_gpu_build_matches_cpu_recall`, which also needs a "
+        "(`tests/index/ann/test_ann.py::test_gpu_build_matches_cpu_recall`, which also needs a "
         "faiss with GPU support: the `gpu` extra or `Dockerfile.gpu`). On a machine with an "
         "NVIDIA GPU, run:", COMMANDS,
         "and this section fills with the card's name, fp16 embedding throughput (tiny and "
