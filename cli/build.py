@@ -104,6 +104,7 @@ def report_json(report: BuildReport) -> dict[str, Any]:
         "index_spec": m.index.spec,
         "exact": m.index.exact,
         "retrained": report.indexing.retrained,
+        "repaired_index": report.indexing.repaired,
         "new_version": report.indexing.published,
         "faiss_device": report.indexing.faiss_device,
         "untrained_model": m.model.untrained,

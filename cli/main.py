@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from PIL import Image
 
 from cli.build import add_build_parser
+from cli.check import add_check_parsers
 from cli.eval import add_eval_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_parser(subparsers)
     add_health_parser(subparsers)
     add_eval_parser(subparsers)
+    add_check_parsers(subparsers)
     return parser
 
 

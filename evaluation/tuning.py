@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common.errors import VisearchError
 from evaluation.fidelity import Setting
+from index.store.atomic import reporting_disk_full
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
 
@@ -14,7 +15,7 @@ class IndexChangedError(VisearchError):
 
 def apply_setting(directory: IndexDirectory, measured_version: int, setting: Setting) -> Manifest:
     """A new version sharing the trained index file, with ``setting`` as its defaults."""
-    with directory.build_lock():
+    with directory.build_lock(), reporting_disk_full(directory.path):
         current = directory.manifest()
         if current.version != measured_version:
             raise IndexChangedError(f"the index changed to version {current.version} during "

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 from tqdm import tqdm
 
+from common.errors import VisearchError
 from index.ann.params import EXACT_SPECS, IndexSpecError
 from index.store.manifest import IndexSettings
 
@@ -23,6 +26,36 @@ def gpu_count() -> int:
     """GPUs faiss can use; 0 for faiss-cpu builds."""
     get = getattr(faiss, "get_num_gpus", None)
     return int(get()) if get else 0
+
+
+class IndexFileError(VisearchError):
+    """An index file faiss cannot read: truncated, zeroed or missing."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_index(path: Path) -> faiss.Index:
+    """The index at ``path``; IndexFileError (with the repair command) when unreadable."""
+    if not path.is_file():
+        raise IndexFileError(f"index file {path} is missing; run `visearch repair "
+                             f"{path.parents[2]}` to rebuild it from the stored vectors",
+                             "missing")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        reason = _faiss_reason(str(exc))
+        raise IndexFileError(f"index file {path} is damaged ({reason}); run `visearch "
+                             f"repair {path.parents[2]}` to rebuild it from the stored "
+                             f"vectors", reason) from exc
+
+
+def _faiss_reason(message: str) -> str:
+    """The useful tail of a faiss exception ("read error ...: 5 != 1024"), not its C++ frame."""
+    tail = re.sub(r"^Error in .*? at \S+:\d+: ", "", message.strip())
+    tail = tail.split("failed: ", 1)[-1].removeprefix("Error: ").strip()
+    return (tail.splitlines()[0] if tail else "unreadable")[:160]
 
 
 def new_index(settings: IndexSettings, dim: int) -> faiss.Index:

@@ -25,7 +25,7 @@ class Searcher:
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
         self.manifest: Manifest = self.directory.manifest(version)
-        self.index = faiss.read_index(str(self.directory.index_path(self.manifest)))
+        self.index = ann.read_index(self.directory.index_path(self.manifest))
         self.catalog = self.directory.catalog(readonly=True)
         self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
         self.is_ivf = ann.ivf_of(self.index) is not None

@@ -34,6 +34,7 @@ from index.build.stages import (
     WriterFactory,
     shard_writer,
 )
+from index.store.atomic import reporting_disk_full
 from index.store.contract import record_or_check, stored_identity
 from index.store.directory import IndexDirectory, IndexDirectoryError
 from index.store.vectors import DEFAULT_SHARD_SIZE, remove_orphans
@@ -100,7 +101,10 @@ class BuildReport:
                 f"{self.ingest.reused} duplicates reused), skipped {skipped}"
                 f" already present, failed {len(self.failed)}; {m.live_count} vectors in "
                 f"{m.index.spec}{exact}, version {m.version}; {self.seconds:.1f} s, "
-                f"{rate:.1f} images/s" + (" [UNTRAINED model]" if m.model.untrained else ""))
+                f"{rate:.1f} images/s"
+                + ("; rebuilt the unreadable index from the stored vectors"
+                   if self.indexing.repaired else "")
+                + (" [UNTRAINED model]" if m.model.untrained else ""))
 
 
 def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
@@ -116,8 +120,9 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
     listing = stages.lister.list(cfg.inputs)
     directory = IndexDirectory(cfg.out)
     _check_output(directory.path)
-    with directory.build_lock():
+    with directory.build_lock(), reporting_disk_full(directory.path):
         catalog = directory.catalog()
+        catalog.mark_interrupted()
         for orphan in remove_orphans(directory.vectors_dir, catalog.shards()):
             log.info("removed %s left by an interrupted build", orphan.name)
         planned = plan(listing.files, catalog)
@@ -145,6 +150,7 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
             raise
         catalog.finish_run(run_id, "done", embedded=stats.embedded, reused=stats.reused,
                            failed=len(stats.failed))
+        catalog.close()
     return BuildReport(len(listing.files), planned.skipped, stats, listing.ignored, result,
                        time.perf_counter() - start)
 
@@ -155,6 +161,8 @@ def _check_output(path: Path) -> None:
         raise IndexDirectoryError(f"--out {path} exists and is not a directory")
     foreign = path.is_dir() and any(p.name != "build.lock" for p in path.iterdir())
     if foreign and not (path / "catalog.sqlite").exists():
+        if IndexDirectory(path).has_index_parts():
+            raise IndexDirectoryError(IndexDirectory(path).missing_catalog_message())
         raise IndexDirectoryError(f"--out {path} is a non-empty directory that is not a visearch "
                                   f"index; choose a new or empty directory")
     try:

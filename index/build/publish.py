@@ -43,6 +43,7 @@ class IndexingResult:
     retrained: bool
     seconds: float
     faiss_device: str
+    repaired: bool = False  # the previous index file was unreadable and was rebuilt
 
 
 def settings_for(n: int, dim: int, previous: Manifest | None,
@@ -80,6 +81,14 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
     reusable = (previous is not None and not options.retrain
                 and previous.index.spec == settings.spec
                 and previous.model.weights_sha256 == identity.weights_sha256)
+    repaired = False
+    if reusable and previous is not None:
+        try:
+            index = ann.read_index(directory.index_path(previous))
+        except ann.IndexFileError as exc:
+            log.warning("index file of version %d is unreadable (%s): rebuilding it from the "
+                        "stored vectors", previous.version, exc.reason)
+            reusable, repaired = False, True
     if reusable and previous is not None:
         settings = replace(settings, train_size=previous.index.train_size)
         prev_max = int(previous.build.get("max_id", -1))
@@ -87,7 +96,6 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
         added = live[live > prev_max]
         if len(added) == 0 and len(removed) == 0 and previous.index == settings:
             return IndexingResult(previous, False, False, time.perf_counter() - start, "cpu")
-        index = faiss.read_index(str(directory.index_path(previous)))
         if len(removed):
             index.remove_ids(faiss.IDSelectorBatch(removed))
         ann.add_batches(index, store.iter_batches(added), len(added), progress=options.progress)
@@ -109,7 +117,8 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
                "index_seconds": round(time.perf_counter() - start, 3)},
     )
     directory.publish(manifest, lambda path: _write_index(index, path))
-    return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device)
+    return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,
+                          repaired)
 
 
 def _train_and_add(settings: IndexSettings, dim: int, store: VectorStore, live: np.ndarray,

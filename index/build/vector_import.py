@@ -14,6 +14,7 @@ import numpy as np
 from embedder.config import ModelIdentity
 from index.build.publish import IndexingOptions, IndexingResult, publish_index
 from index.build.writer import ShardWriter
+from index.store.atomic import reporting_disk_full
 from index.store.catalog import ImageRecord
 from index.store.contract import record_or_check
 from index.store.directory import IndexDirectory
@@ -32,8 +33,9 @@ def import_vectors(directory: IndexDirectory, vectors: np.ndarray, keys: Sequenc
     if len(vectors) != len(keys) or vectors.shape[1] != identity.embed_dim:
         raise ValueError(f"{len(keys)} keys and {identity.embed_dim}-d identity do not fit "
                          f"vectors of shape {vectors.shape}")
-    with directory.build_lock():
+    with directory.build_lock(), reporting_disk_full(directory.path):
         catalog = directory.catalog()
+        catalog.mark_interrupted()
         record_or_check(catalog, identity)
         run_id = catalog.start_run()
         writer = ShardWriter(directory, catalog, run_id, identity.embed_dim,
@@ -43,4 +45,5 @@ def import_vectors(directory: IndexDirectory, vectors: np.ndarray, keys: Sequenc
         writer.flush()
         result = publish_index(directory, catalog, identity, options, run_id)
         catalog.finish_run(run_id, "done", embedded=0, reused=0, failed=0)
+        catalog.close()
     return result

@@ -20,6 +20,8 @@ import numpy as np
 from common.errors import VisearchError
 
 SCHEMA_VERSION = 1
+# Rows per IN (...) look-up: SQLite limits the variables of one statement.
+LOOKUP_CHUNK = 500
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +64,13 @@ class CatalogError(VisearchError):
     """The catalog is missing, newer than this program, or inconsistent."""
 
 
+def damaged(path: Path, exc: Exception) -> CatalogError:
+    """The message for a catalog SQLite cannot read (overwritten or truncated pages)."""
+    return CatalogError(f"the catalog {path} is damaged ({exc}): the stored vectors can no "
+                        f"longer be mapped to images; build again from the images into a new "
+                        f"directory (`visearch check {path.parent}` lists what else is hurt)")
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One image file through its life: listed (path, size, mtime), read (sha256 of its
@@ -91,13 +100,17 @@ class Catalog:
         if readonly and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path}")
         self._local = threading.local()
-        if not readonly:
-            with self._conn() as conn:
-                conn.executescript(SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
-        version = int(self._conn().execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+        try:
+            if not readonly:
+                with self._conn() as conn:
+                    conn.executescript(SCHEMA)
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                 (str(SCHEMA_VERSION),))
+            row = self._conn().execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, exc) from exc
+        version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise CatalogError(f"catalog schema {version} is newer than this program "
                                f"({SCHEMA_VERSION}); upgrade visearch")
@@ -106,18 +119,49 @@ class Catalog:
         # One connection per thread: the server searches from a thread pool.
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            if self.readonly:
-                # A read-only mount cannot hold WAL's shared-memory file: read it as immutable.
-                flags = "mode=ro" if os.access(self.path.parent, os.W_OK) else "immutable=1"
-                conn = sqlite3.connect(f"file:{self.path}?{flags}", uri=True, timeout=30)
-            else:
-                conn = sqlite3.connect(self.path, timeout=30)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")
+            conn = self._open_readonly() if self.readonly else self._open_writable()
             self._local.conn = conn
         return conn
 
+    def _open_writable(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """A reader never writes: ``mode=ro`` sees a live writer's commits through WAL's
+        shared memory; where that file cannot be created (a read-only mount, a full
+        disk) the catalog is read as ``immutable``, a snapshot."""
+        if os.access(self.path.parent, os.W_OK):
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "disk" not in str(exc) and "unable to open" not in str(exc):
+                    raise
+        return sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, timeout=30)
+
+    def integrity_errors(self) -> list[str]:
+        """SQLite's own full check of every page and index; empty when the file is sound."""
+        try:
+            rows = self._conn().execute("PRAGMA integrity_check").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        return [] if rows == [("ok",)] else [str(r[0]) for r in rows]
+
     def close(self) -> None:
+        """Close this thread's connection; a writer first folds the write-ahead log into the
+        database file, so the directory is whole without -wal/-shm files (copies, backups,
+        read-only mounts, a reader on a full disk)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and not self.readonly:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._close_connection()
+
+    def _close_connection(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -132,6 +176,16 @@ class Catalog:
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # --- runs -------------------------------------------------------------
+
+    def mark_interrupted(self) -> int:
+        """Runs still 'running' when the build lock is taken were killed: say so."""
+        with self._conn() as conn:
+            return conn.execute("UPDATE runs SET status = 'interrupted' "
+                                "WHERE status = 'running'").rowcount
+
+    def running_runs(self) -> int:
+        return int(self._conn().execute(
+            "SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0])
 
     def start_run(self) -> int:
         with self._conn() as conn:
@@ -151,8 +205,8 @@ class Catalog:
     def live_by_path(self, paths: Iterable[str]) -> dict[str, ImageRecord]:
         rows: dict[str, ImageRecord] = {}
         paths = list(paths)
-        for start in range(0, len(paths), 500):
-            chunk = paths[start:start + 500]
+        for start in range(0, len(paths), LOOKUP_CHUNK):
+            chunk = paths[start:start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in self._conn().execute(
                     f"SELECT path, size, mtime_ns, sha256, id FROM images "
@@ -166,9 +220,14 @@ class Catalog:
         return None if row is None else int(row[0])
 
     def paths(self, ids: Sequence[int]) -> dict[int, str]:
-        marks = ",".join("?" * len(ids))
-        return dict(self._conn().execute(
-            f"SELECT id, path FROM images WHERE id IN ({marks})", list(map(int, ids))))
+        out: dict[int, str] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), LOOKUP_CHUNK):  # SQLite caps bound variables
+            chunk = ids[start:start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            out.update(self._conn().execute(
+                f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
+        return out
 
     def ids_for_paths(self, paths: Iterable[str]) -> dict[str, int]:
         return {path: row.id for path, row in self.live_by_path(paths).items()}

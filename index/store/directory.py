@@ -56,16 +56,31 @@ class IndexDirectory:
         return self.versions_dir / f"v{version:06d}"
 
     def catalog(self, *, readonly: bool = False) -> Catalog:
+        if not self.catalog_path.exists() and (self.path / "CURRENT").exists():
+            raise IndexDirectoryError(self.missing_catalog_message())
         return Catalog(self.catalog_path, readonly=readonly)
 
     def current_version(self) -> int | None:
         try:
-            name = (self.path / "CURRENT").read_text().strip()
+            raw = (self.path / "CURRENT").read_bytes()
         except FileNotFoundError:
             return None
+        name = raw.decode("ascii", errors="replace").strip()
         if not (name.startswith("v") and name[1:].isdigit()):
-            raise IndexDirectoryError(f"{self.path}/CURRENT is corrupt: {name!r}")
+            raise IndexDirectoryError(f"{self.path}/CURRENT is corrupt ({raw[:40]!r}); run "
+                                      f"`visearch repair {self.path}` to point it at the "
+                                      f"newest intact version")
         return int(name[1:])
+
+    def has_index_parts(self) -> bool:
+        """True when any part of an index is here, even if the catalog is gone."""
+        return any((self.path / name).exists() for name in ("CURRENT", "versions", "vectors",
+                                                            "catalog.sqlite"))
+
+    def missing_catalog_message(self) -> str:
+        return (f"{self.catalog_path} is missing: the index files remain but the mapping of "
+                f"ids to images is lost and cannot be rebuilt from them; build again from "
+                f"the images into a new directory (`visearch build PATH... --out NEW`)")
 
     def manifest(self, version: int | None = None) -> Manifest:
         """The manifest of ``version``, by default the one CURRENT names."""
@@ -95,9 +110,30 @@ class IndexDirectory:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
                 raise IndexDirectoryError(f"another build is writing {self.path}") from exc
+            self.remove_leftovers()
             yield
         finally:
             handle.close()
+
+    def is_build_locked(self) -> bool:
+        """Whether a build (or a repair) holds the lock right now."""
+        lock = self.path / "build.lock"
+        if not lock.exists():
+            return False
+        with open(lock) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+    def remove_leftovers(self) -> list[Path]:
+        """Temporary files of writers that were killed (the build lock is held: none is live)."""
+        stale = [*self.path.glob(".*.tmp"), *self.versions_dir.glob(".*.tmp")]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def next_version(self) -> int:
         existing = [int(p.name[1:]) for p in self._version_dirs()]
