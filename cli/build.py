@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from cli.args import (
     embedder_config,
     positive_int,
 )
+from common.paths import display_path, is_utf8, path_bytes
 from index.ann.params import IndexOverrides, IndexSpecError
 from index.store.vectors import DEFAULT_SHARD_SIZE, VECTOR_DTYPES
 
@@ -81,12 +84,26 @@ def build_command(args: argparse.Namespace) -> int:
         ),
     )
     report = run_build(config)
-    for path, reason in report.failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print_failures(report.failed)
     if args.report:
         args.report.write_text(json.dumps(report_json(report), indent=2) + "\n")
     print(report.summary())
     return 0
+
+
+def print_failures(failed: Sequence[tuple[str, str]]) -> None:
+    """One ``failed: PATH: REASON`` line per file on stderr, the path in readable form."""
+    for path, reason in failed:
+        print(f"failed: {display_path(path)}: {reason}", file=sys.stderr)
+
+
+def failure_json(path: str, reason: str) -> dict[str, str]:
+    """``path`` readable as text; a name that is not UTF-8 also comes as its exact bytes
+    (base64), since the readable form cannot open the file again."""
+    entry = {"path": display_path(path), "reason": display_path(reason)}
+    if not is_utf8(path):
+        entry["path_base64"] = base64.b64encode(path_bytes(path)).decode("ascii")
+    return entry
 
 
 def report_json(report: BuildReport) -> dict[str, Any]:
@@ -97,7 +114,7 @@ def report_json(report: BuildReport) -> dict[str, Any]:
         "embedded": report.ingest.embedded,
         "reused": report.ingest.reused,
         "ignored_non_images": report.ignored,
-        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+        "failed": [failure_json(p, r) for p, r in report.failed],
         "seconds": round(report.seconds, 3),
         "version": m.version,
         "live_count": m.live_count,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import VisearchError
+from common.paths import display_path
 from index.store.catalog import ImageRecord
 
 IMAGE_EXTENSIONS = frozenset({
@@ -86,12 +87,13 @@ def _expand(raw: str, listing: Listing) -> Iterator[tuple[str, str | None]]:
 
 
 def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, str | None]]:
+    """Lines are decoded as file names are, so a name that is not UTF-8 can be listed."""
     try:
-        lines = list_file.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = list_file.read_bytes().splitlines()
+    except OSError as exc:
         raise InputError(f"cannot read list file {list_file}: {exc}") from exc
     for line in lines:
-        entry = line.strip()
+        entry = os.fsdecode(line.strip())
         if not entry or entry.startswith("#"):
             continue
         if os.path.isdir(entry):
@@ -99,7 +101,8 @@ def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, st
         elif os.path.isfile(entry):
             yield os.path.abspath(entry), None
         else:
-            yield os.path.abspath(entry), f"listed in {list_file} but does not exist"
+            yield (os.path.abspath(entry),
+                   f"listed in {display_path(str(list_file))} but does not exist")
 
 
 def _walk(root: str, listing: Listing) -> Iterator[str]:
