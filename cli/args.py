@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from embedder.config import (
+    DEFAULT_MAX_FILE_MB,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
+    MIB,
     DecodeLimits,
     EmbedderConfig,
     default_workers,
@@ -41,6 +43,8 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
                             "%(default)s)")
     group.add_argument("--min-side", type=positive_int, default=1,
                        help="reject images whose shorter side is smaller (default: 1)")
+    group.add_argument("--max-file-mb", type=positive_int, default=DEFAULT_MAX_FILE_MB,
+                       help="reject larger files before reading them (default: %(default)s)")
 
 
 def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
@@ -54,7 +58,8 @@ def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
 
 
 def decode_limits(args: argparse.Namespace) -> DecodeLimits:
-    return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+    return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side,
+                        max_file_bytes=args.max_file_mb * MIB)
 
 
 def positive_int(text: str) -> int:

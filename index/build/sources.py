@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import VisearchError
-from common.paths import display_path
+from common.paths import display_path, not_regular
 from index.store.catalog import ImageRecord
 
 IMAGE_EXTENSIONS = frozenset({
@@ -27,7 +27,7 @@ class Listing:
 
     files: list[ImageRecord] = field(default_factory=list)
     ignored: int = 0  # files without an image extension
-    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) from lists
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) unusable
 
 
 def is_image_name(name: str) -> bool:
@@ -62,6 +62,10 @@ def list_images(inputs: Sequence[str]) -> Listing:
                 st = os.stat(path)
             except OSError as exc:
                 listing.missing.append((path, f"cannot stat: {exc.strerror}"))
+                continue
+            problem = not_regular(st.st_mode)  # a FIFO, a link to /dev/zero...
+            if problem:
+                listing.missing.append((path, problem))
                 continue
             listing.files.append(ImageRecord(path, st.st_size, st.st_mtime_ns))
     return listing
@@ -98,7 +102,7 @@ def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, st
             continue
         if os.path.isdir(entry):
             yield from ((p, None) for p in _walk(entry, listing))
-        elif os.path.isfile(entry):
+        elif os.path.lexists(entry):  # list_images says why it cannot be read, if it cannot
             yield os.path.abspath(entry), None
         else:
             yield (os.path.abspath(entry),
