@@ -85,7 +85,7 @@ def _expand(raw: str, listing: Listing) -> Iterator[tuple[str, str | None]]:
     if raw.startswith("@"):
         yield from _from_list_file(Path(raw[1:]), listing)
     elif os.path.isdir(raw):
-        yield from ((p, None) for p in _walk(raw, listing))
+        yield from _walk(raw, listing)
     else:
         yield os.path.abspath(raw), None
 
@@ -101,7 +101,7 @@ def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, st
         if not entry or entry.startswith("#"):
             continue
         if os.path.isdir(entry):
-            yield from ((p, None) for p in _walk(entry, listing))
+            yield from _walk(entry, listing)
         elif os.path.lexists(entry):  # list_images says why it cannot be read, if it cannot
             yield os.path.abspath(entry), None
         else:
@@ -109,11 +109,20 @@ def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, st
                    f"listed in {display_path(str(list_file))} but does not exist")
 
 
-def _walk(root: str, listing: Listing) -> Iterator[str]:
-    """Image files under ``root`` in sorted order; each real directory is entered once."""
+def _walk(root: str, listing: Listing) -> Iterator[tuple[str, str | None]]:
+    """Image files under ``root`` in sorted order, each real directory entered once, and
+    each directory that cannot be read with its reason (it used to vanish silently)."""
     visited: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(os.path.abspath(root), followlinks=True):
-        st = os.stat(dirpath)
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(os.path.abspath(root), onerror=unreadable.append,
+                                                followlinks=True):
+        yield from _directory_errors(unreadable)
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:  # removed or replaced while we walked
+            yield dirpath, f"cannot read directory: {exc.strerror or exc}"
+            dirnames[:] = []
+            continue
         key = (st.st_dev, st.st_ino)
         if key in visited:  # a symlink loop or a second link to the same tree
             dirnames[:] = []
@@ -122,6 +131,14 @@ def _walk(root: str, listing: Listing) -> Iterator[str]:
         dirnames.sort()
         for name in sorted(filenames):
             if is_image_name(name):
-                yield os.path.join(dirpath, name)
+                yield os.path.join(dirpath, name), None
             else:
                 listing.ignored += 1
+    yield from _directory_errors(unreadable)
+
+
+def _directory_errors(errors: list[OSError]) -> Iterator[tuple[str, str]]:
+    """What os.walk reported since the last call, as (directory, reason); then forgotten."""
+    for exc in errors:
+        yield str(exc.filename), f"cannot read directory: {exc.strerror or exc}"
+    errors.clear()

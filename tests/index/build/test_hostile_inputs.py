@@ -7,6 +7,7 @@ stop, hang or balloon a build. Real files, real builds with the untrained tiny m
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +35,7 @@ from index.store.catalog import ImageRecord
 from tests.conftest import ROOT, cli_env
 
 MB = 1 << 20
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
 
 TINY = EmbedderConfig(model="tiny", device="cpu")
 LATIN1_NAME = b"caf\xe9.jpg"  # 'café' as old archives and unzipped Windows folders write it
@@ -74,6 +77,54 @@ def deadline(seconds: int):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _without_root_override() -> None:
+    """Run in a child before exec: drop root's power to read any directory, so that
+    permissions bind as they do for every other user (tests run as root here)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.fixture()
+def permissions_bind():
+    """The preexec_fn for subprocesses that a chmod 000 directory keeps out (None when
+    not root: permissions bind already); skips where root cannot give up the override."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=_without_root_override,
+                       check=True)
+    except subprocess.SubprocessError:
+        pytest.skip("root without CAP_SETPCAP: no directory is unreadable to this process")
+    return _without_root_override
+
+
+def locked_folder(parent: Path, image: Path) -> Path:
+    """A directory holding an image, with no permissions at all."""
+    locked = parent / "locked"
+    locked.mkdir(parents=True)
+    shutil.copy(image, locked / image.name)
+    locked.chmod(0)
+    return locked
+
+
+def test_an_unreadable_directory_is_reported(tmp_path, photos, permissions_bind):
+    folder = tmp_path / "tree"
+    folder.mkdir()
+    shutil.copy(photos[0], folder / photos[0].name)
+    locked = locked_folder(folder / "sub", photos[1])
+    lister = ("import json, sys; from index.build.sources import list_images; "
+              "found = list_images(sys.argv[1:]); "
+              "print(json.dumps([[f.path for f in found.files], found.missing]))")
+    result = subprocess.run([sys.executable, "-c", lister, str(folder)], cwd=ROOT, env=cli_env(),
+                            preexec_fn=permissions_bind, capture_output=True, text=True,
+                            timeout=60, check=True)
+    files, missing = json.loads(result.stdout)
+    assert files == [str(folder / photos[0].name)]
+    assert missing == [[str(locked), "cannot read directory: Permission denied"]]
 
 
 def test_a_name_that_is_not_utf8_indexes_and_is_found(tmp_path, photos, tiny_embedder):
@@ -139,18 +190,20 @@ def test_a_file_at_the_cap_is_read_and_one_byte_more_is_not(tmp_path, photos, ti
 
 
 @pytest.mark.slow
-def test_hostile_folder_through_the_cli(tmp_path, photos):
+def test_hostile_folder_through_the_cli(tmp_path, photos, permissions_bind):
     folder = tmp_path / "hostile"
     files = special_files(folder, sparse_mb=3000)
     for p in photos[:3]:
         shutil.copy(p, folder / p.name)
+    locked = locked_folder(folder, photos[4])
     odd = copy_as(photos[3], folder, LATIN1_NAME)
     broken = os.path.join(os.fsencode(folder), b"bad\xff.jpg")
     Path(os.fsdecode(broken)).write_bytes(b"not a picture")
     report_file = tmp_path / "report.json"
     code, stdout, stderr, peak_mb = run_measured(
         ["build", str(folder), "--out", str(tmp_path / "idx"), "--model", "tiny", "--workers",
-         "0", "--quiet", "--max-file-mb", "100", "--report", str(report_file)], timeout=60)
+         "0", "--quiet", "--max-file-mb", "100", "--report", str(report_file)], timeout=60,
+        preexec_fn=permissions_bind)
     assert code == 0, stderr
     # torch and the model alone peak near 1.2 GB; reading the sparse file would add 3 GB.
     assert peak_mb < 2500, f"peak RSS {peak_mb:.0f} MB: a special or sparse file was read"
@@ -159,10 +212,11 @@ def test_hostile_folder_through_the_cli(tmp_path, photos):
         str(files["fifo"]): "not a regular file (FIFO)",
         str(files["zero"]): "not a regular file (character device)",
         str(files["sparse"]): "file is 2.9 GB, over --max-file-mb 100",
+        str(locked): "cannot read directory: Permission denied",
     }
     failed = sorted(ln for ln in stderr.splitlines() if ln.startswith("failed: "))
     assert failed == sorted(f"failed: {path}: {reason}" for path, reason in expected.items())
-    assert "failed 4" in stdout
+    assert "failed 5" in stdout
     report = json.loads(report_file.read_text())
     assert report["embedded"] == 4
     assert {f["path"]: f["reason"] for f in report["failed"]} == expected
@@ -172,14 +226,15 @@ def test_hostile_folder_through_the_cli(tmp_path, photos):
     assert odd in set(searcher.paths(searcher.catalog.live_ids()).values())
 
 
-def run_measured(args: list[str], timeout: float) -> tuple[int, str, str, float]:
+def run_measured(args: list[str], timeout: float, preexec_fn: Callable[[], None] | None = None
+                 ) -> tuple[int, str, str, float]:
     """`visearch ARGS` under a C locale (printing must not depend on it): exit code,
     stdout, stderr and the child's peak RSS in MB; killed after ``timeout`` seconds."""
     env = cli_env() | {"LC_ALL": "C", "LANG": "C"}
     with open(os.devnull, "rb") as stdin, \
             tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env,
-                                stdin=stdin, stdout=out, stderr=err)
+                                stdin=stdin, stdout=out, stderr=err, preexec_fn=preexec_fn)
         end = time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
