@@ -63,7 +63,7 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_command(args: argparse.Namespace) -> int:
     from index.build.pipeline import BuildConfig, run_build  # faiss: only when building
-    from index.build.publish import IndexingOptions
+    from index.build.publish import IndexingOptions, NothingToIndexError
 
     if args.index_spec and any(v is not None for v in (args.nlist, args.pq_m, args.nbits)):
         raise IndexSpecError("give either --index-spec or --nlist/--pq-m/--nbits, not both")
@@ -83,12 +83,23 @@ def build_command(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         ),
     )
-    report = run_build(config)
+    try:
+        report = run_build(config)
+    except NothingToIndexError as exc:  # every file failed: the reasons are all there is
+        print_failures(exc.failed)
+        if args.report:
+            write_report(args.report, {"error": str(exc), "listed": exc.listed,
+                                       "failed": [failure_json(p, r) for p, r in exc.failed]})
+        raise
     print_failures(report.failed)
     if args.report:
-        args.report.write_text(json.dumps(report_json(report), indent=2) + "\n")
+        write_report(args.report, report_json(report))
     print(report.summary())
     return 0
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
 
 
 def print_failures(failed: Sequence[tuple[str, str]]) -> None:

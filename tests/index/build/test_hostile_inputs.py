@@ -29,7 +29,7 @@ from embedder.files import load_file
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.build.pipeline import BuildConfig, run_build
-from index.build.publish import IndexingOptions
+from index.build.publish import IndexingOptions, NothingToIndexError
 from index.build.sources import list_images
 from index.store.catalog import ImageRecord
 from tests.conftest import ROOT, cli_env
@@ -250,3 +250,38 @@ def run_measured(args: list[str], timeout: float, preexec_fn: Callable[[], None]
         err.seek(0)
         return (proc.returncode, out.read().decode("utf-8"), err.read().decode("utf-8"),
                 usage.ru_maxrss / 1024)
+
+
+def test_when_nothing_can_be_indexed_the_failures_travel_with_the_error(tmp_path,
+                                                                       tiny_embedder):
+    fifo = tmp_path / "p.jpg"
+    os.mkfifo(fifo)
+    with deadline(30), pytest.raises(NothingToIndexError, match="1 could not be read") as info:
+        build([fifo], tmp_path / "idx", tiny_embedder)
+    assert info.value.failed == [(str(fifo), "not a regular file (FIFO)")]
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    with pytest.raises(NothingToIndexError, match="all 2 files failed") as info:
+        build([tmp_path], tmp_path / "idx", tiny_embedder)
+    assert dict(info.value.failed) == {str(fifo): "not a regular file (FIFO)",
+                                       str(tmp_path / "broken.jpg"):
+                                       "not an image, or a format Pillow cannot read"}
+
+
+@pytest.mark.slow
+def test_when_every_file_fails_the_cli_still_prints_and_reports_them(tmp_path):
+    folder = tmp_path / "all-bad"
+    special_files(folder, sparse_mb=200)
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    report_file = tmp_path / "report.json"
+    code, stdout, stderr, _ = run_measured(
+        ["build", str(folder), "--out", str(tmp_path / "idx"), "--model", "tiny", "--workers",
+         "0", "--quiet", "--report", str(report_file)], timeout=60)
+    assert code == 1 and "Traceback" not in stderr
+    assert "error: no image could be indexed: all 4 files failed" in stderr
+    failed = [ln for ln in stderr.splitlines() if ln.startswith("failed: ")]
+    assert len(failed) == 4 and f"failed: {folder}/p.jpg: not a regular file (FIFO)" in failed
+    report = json.loads(report_file.read_text())
+    assert report["error"] == "no image could be indexed: all 4 files failed"
+    assert report["listed"] == 2 and len(report["failed"]) == 4
+    assert {"path": str(folder / "broken.jpg"),
+            "reason": "not an image, or a format Pillow cannot read"} in report["failed"]
