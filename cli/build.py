@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,10 @@ from index.ann.params import IndexOverrides, IndexSpecError
 from index.store.vectors import DEFAULT_SHARD_SIZE, VECTOR_DTYPES
 
 if TYPE_CHECKING:
+    from embedder import EmbedderConfig
     from index.build.pipeline import BuildReport
+
+log = logging.getLogger("visearch.build")
 
 BUILD_HELP = "embed every image under PATH... and build (or update) the index in --out"
 BUILD_EPILOG = """\
@@ -70,7 +74,7 @@ def build_command(args: argparse.Namespace) -> int:
     config = BuildConfig(
         inputs=tuple(args.paths),
         out=args.out,
-        embedder=embedder_config(args),
+        embedder=build_embedder_config(args),
         limits=decode_limits(args),
         batch_size=args.batch_size,
         workers=args.workers,
@@ -96,6 +100,23 @@ def build_command(args: argparse.Namespace) -> int:
         write_report(args.report, report_json(report))
     print(report.summary())
     return 0
+
+
+def build_embedder_config(args: argparse.Namespace) -> EmbedderConfig:
+    """Without --model, the index already in --out names its model: a rebuild must not
+    load the default model (it would not match, or not even be available offline).
+
+    Raises:
+        NoModelError: that index holds precomputed vectors, which no model can extend.
+    """
+    from index.store.contract import identity_in, require_model
+    from index.store.directory import IndexDirectory
+
+    stored = None if args.model is not None else identity_in(IndexDirectory(args.out))
+    if stored is not None:
+        require_model(stored, "adding images")
+        log.info("model %s, as recorded in the index in --out", stored.name)
+    return embedder_config(args, stored)
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

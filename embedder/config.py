@@ -67,9 +67,11 @@ class ModelIdentity:
     untrained: bool
     preprocess: dict[str, Any]
 
-    def embedder_config(self, *, device: str = "auto",
-                        checkpoint: str | None = None) -> EmbedderConfig:
-        """The config that loads this model again (``checkpoint`` overrides the recorded one,
-        e.g. the same weights at another path)."""
-        return EmbedderConfig(model=self.name, pretrained=self.pretrained,
-                              checkpoint=checkpoint or self.checkpoint, device=device)
+    def embedder_config(self, *, device: str = "auto", precision: str = "auto",
+                        checkpoint: str | None = None,
+                        pretrained: str | None = None) -> EmbedderConfig:
+        """The config that loads this model again (``checkpoint`` and ``pretrained`` override
+        the recorded ones, e.g. the same weights at another path)."""
+        return EmbedderConfig(model=self.name, pretrained=pretrained or self.pretrained,
+                              checkpoint=checkpoint or self.checkpoint, device=device,
+                              precision=precision)
