@@ -48,7 +48,8 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--min-side", type=positive_int, default=1,
                        help="reject images whose shorter side is smaller (default: 1)")
     group.add_argument("--max-file-mb", type=positive_int, default=DEFAULT_MAX_FILE_MB,
-                       help="reject larger files before reading them (default: %(default)s)")
+                       help="reject files over this many MiB before reading them (default: "
+                            "%(default)s)")
 
 
 def embedder_config(args: argparse.Namespace,

@@ -126,7 +126,7 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 def print_failures(failed: Sequence[tuple[str, str]]) -> None:
     """One ``failed: PATH: REASON`` line per file on stderr, the path in readable form."""
     for path, reason in failed:
-        print(f"failed: {display_path(path)}: {reason}", file=sys.stderr)
+        print(f"failed: {display_path(path)}: {display_path(reason)}", file=sys.stderr)
 
 
 def failure_json(path: str, reason: str) -> dict[str, str]:
