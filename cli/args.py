@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 
 from embedder.config import (
+    DEFAULT_MAX_FILE_MB,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MODEL,
     DEFAULT_PRETRAINED,
+    MIB,
     DecodeLimits,
     EmbedderConfig,
+    ModelIdentity,
     default_workers,
 )
 
@@ -17,11 +20,14 @@ from embedder.config import (
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model/--pretrained``, local weights, device and precision."""
     group = parser.add_argument_group("model")
-    group.add_argument("--model", default=DEFAULT_MODEL,
+    # None, not the default model: "not given" lets an existing index name its own model.
+    group.add_argument("--model", default=None,
                        help="open_clip architecture, hf-hub:ORG/REPO, local-dir:PATH, or "
-                            "'tiny' (untrained, for tests) (default: %(default)s)")
-    group.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
-                       help="open_clip weight tag or file (default: %(default)s)")
+                            "'tiny' (untrained, for tests) (default: the model of the index "
+                            f"being extended, else {DEFAULT_MODEL})")
+    group.add_argument("--pretrained", default=None,
+                       help="open_clip weight tag or file (default: the index's, else "
+                            f"{DEFAULT_PRETRAINED})")
     group.add_argument("--checkpoint", default=None,
                        help="local weights file (.safetensors/.bin/.pt); works offline")
     group.add_argument("--device", default="auto",
@@ -41,12 +47,22 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
                             "%(default)s)")
     group.add_argument("--min-side", type=positive_int, default=1,
                        help="reject images whose shorter side is smaller (default: 1)")
+    group.add_argument("--max-file-mb", type=positive_int, default=DEFAULT_MAX_FILE_MB,
+                       help="reject files over this many MiB before reading them (default: "
+                            "%(default)s)")
 
 
-def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
+def embedder_config(args: argparse.Namespace,
+                    stored: ModelIdentity | None = None) -> EmbedderConfig:
+    """The model named by --model; without one, ``stored`` (the model of an index being
+    extended) if given, else the default. --pretrained, --checkpoint, --device and
+    --precision from the command line apply either way."""
+    if args.model is None and stored is not None:
+        return stored.embedder_config(device=args.device, precision=args.precision,
+                                      checkpoint=args.checkpoint, pretrained=args.pretrained)
     return EmbedderConfig(
-        model=args.model,
-        pretrained=args.pretrained,
+        model=DEFAULT_MODEL if args.model is None else args.model,
+        pretrained=DEFAULT_PRETRAINED if args.pretrained is None else args.pretrained,
         checkpoint=args.checkpoint,
         device=args.device,
         precision=args.precision,
@@ -54,7 +70,8 @@ def embedder_config(args: argparse.Namespace) -> EmbedderConfig:
 
 
 def decode_limits(args: argparse.Namespace) -> DecodeLimits:
-    return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side)
+    return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side,
+                        max_file_bytes=args.max_file_mb * MIB)
 
 
 def positive_int(text: str) -> int:

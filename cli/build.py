@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,11 +18,15 @@ from cli.args import (
     embedder_config,
     positive_int,
 )
+from common.paths import display_path, is_utf8, path_bytes
 from index.ann.params import IndexOverrides, IndexSpecError
 from index.store.vectors import DEFAULT_SHARD_SIZE, VECTOR_DTYPES
 
 if TYPE_CHECKING:
+    from embedder import EmbedderConfig
     from index.build.pipeline import BuildReport
+
+log = logging.getLogger("visearch.build")
 
 BUILD_HELP = "embed every image under PATH... and build (or update) the index in --out"
 BUILD_EPILOG = """\
@@ -60,14 +67,14 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def build_command(args: argparse.Namespace) -> int:
     from index.build.pipeline import BuildConfig, run_build  # faiss: only when building
-    from index.build.publish import IndexingOptions
+    from index.build.publish import IndexingOptions, NothingToIndexError
 
     if args.index_spec and any(v is not None for v in (args.nlist, args.pq_m, args.nbits)):
         raise IndexSpecError("give either --index-spec or --nlist/--pq-m/--nbits, not both")
     config = BuildConfig(
         inputs=tuple(args.paths),
         out=args.out,
-        embedder=embedder_config(args),
+        embedder=build_embedder_config(args),
         limits=decode_limits(args),
         batch_size=args.batch_size,
         workers=args.workers,
@@ -80,13 +87,55 @@ def build_command(args: argparse.Namespace) -> int:
             progress=not args.quiet,
         ),
     )
-    report = run_build(config)
-    for path, reason in report.failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+    try:
+        report = run_build(config)
+    except NothingToIndexError as exc:  # every file failed: the reasons are all there is
+        print_failures(exc.failed)
+        if args.report:
+            write_report(args.report, {"error": str(exc), "listed": exc.listed,
+                                       "failed": [failure_json(p, r) for p, r in exc.failed]})
+        raise
+    print_failures(report.failed)
     if args.report:
-        args.report.write_text(json.dumps(report_json(report), indent=2) + "\n")
+        write_report(args.report, report_json(report))
     print(report.summary())
     return 0
+
+
+def build_embedder_config(args: argparse.Namespace) -> EmbedderConfig:
+    """Without --model, the index already in --out names its model: a rebuild must not
+    load the default model (it would not match, or not even be available offline).
+
+    Raises:
+        NoModelError: that index holds precomputed vectors, which no model can extend.
+    """
+    from index.store.contract import identity_in, require_model
+    from index.store.directory import IndexDirectory
+
+    stored = None if args.model is not None else identity_in(IndexDirectory(args.out))
+    if stored is not None:
+        require_model(stored, "adding images")
+        log.info("model %s, as recorded in the index in --out", stored.name)
+    return embedder_config(args, stored)
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_failures(failed: Sequence[tuple[str, str]]) -> None:
+    """One ``failed: PATH: REASON`` line per file on stderr, the path in readable form."""
+    for path, reason in failed:
+        print(f"failed: {display_path(path)}: {display_path(reason)}", file=sys.stderr)
+
+
+def failure_json(path: str, reason: str) -> dict[str, str]:
+    """``path`` readable as text; a name that is not UTF-8 also comes as its exact bytes
+    (base64), since the readable form cannot open the file again."""
+    entry = {"path": display_path(path), "reason": display_path(reason)}
+    if not is_utf8(path):
+        entry["path_base64"] = base64.b64encode(path_bytes(path)).decode("ascii")
+    return entry
 
 
 def report_json(report: BuildReport) -> dict[str, Any]:
@@ -97,7 +146,7 @@ def report_json(report: BuildReport) -> dict[str, Any]:
         "embedded": report.ingest.embedded,
         "reused": report.ingest.reused,
         "ignored_non_images": report.ignored,
-        "failed": [{"path": p, "reason": r} for p, r in report.failed],
+        "failed": [failure_json(p, r) for p, r in report.failed],
         "seconds": round(report.seconds, 3),
         "version": m.version,
         "live_count": m.live_count,

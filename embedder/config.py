@@ -11,6 +11,8 @@ DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 TINY_MODEL = "tiny"
 DEFAULT_MAX_PIXELS = 40_000_000
+MIB = 1 << 20
+DEFAULT_MAX_FILE_MB = 100
 
 
 def default_workers() -> int:
@@ -41,10 +43,16 @@ class EmbedderConfig:
 
 @dataclass(frozen=True)
 class DecodeLimits:
-    """What the decoder accepts; larger or smaller images are rejected before decoding."""
+    """What the decoder accepts; larger or smaller images are rejected before decoding.
+
+    ``max_file_bytes`` caps the bytes read for one image, checked before reading:
+    no usable photo is that large, and a file that is (a 3 GB sparse ``.jpg``) would
+    otherwise be held in memory whole.
+    """
 
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = 1
+    max_file_bytes: int = DEFAULT_MAX_FILE_MB * MIB
 
 
 @dataclass(frozen=True)
@@ -59,9 +67,11 @@ class ModelIdentity:
     untrained: bool
     preprocess: dict[str, Any]
 
-    def embedder_config(self, *, device: str = "auto",
-                        checkpoint: str | None = None) -> EmbedderConfig:
-        """The config that loads this model again (``checkpoint`` overrides the recorded one,
-        e.g. the same weights at another path)."""
-        return EmbedderConfig(model=self.name, pretrained=self.pretrained,
-                              checkpoint=checkpoint or self.checkpoint, device=device)
+    def embedder_config(self, *, device: str = "auto", precision: str = "auto",
+                        checkpoint: str | None = None,
+                        pretrained: str | None = None) -> EmbedderConfig:
+        """The config that loads this model again (``checkpoint`` and ``pretrained`` override
+        the recorded ones, e.g. the same weights at another path)."""
+        return EmbedderConfig(model=self.name, pretrained=pretrained or self.pretrained,
+                              checkpoint=checkpoint or self.checkpoint, device=device,
+                              precision=precision)

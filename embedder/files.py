@@ -8,6 +8,7 @@ exception that would stop the stream.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,15 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from common.errors import VisearchError
+from common.paths import not_regular
+from embedder.config import MIB
 from embedder.decode import ImageDecodeError
 from embedder.inputs import ModelInput
+
+
+class FileRejectedError(VisearchError):
+    """A file that is not read at all: not a regular file, or over --max-file-mb."""
 
 
 class FileRef(Protocol):
@@ -74,8 +82,9 @@ class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
 def load_file(file: FileRef, to_input: ModelInput) -> tuple[DecodedFile, torch.Tensor | None]:
     """One file to (outcome, model input or None)."""
     try:
-        with open(file.path, "rb") as handle:
-            data = handle.read()
+        data = read_file(file.path, to_input.limits.max_file_bytes)
+    except FileRejectedError as exc:
+        return DecodedFile(file, None, str(exc)), None
     except OSError as exc:
         return DecodedFile(file, None, f"cannot read: {exc.strerror or exc}"), None
     sha256 = hashlib.sha256(data).hexdigest()
@@ -86,6 +95,40 @@ def load_file(file: FileRef, to_input: ModelInput) -> tuple[DecodedFile, torch.T
     except Exception as exc:  # noqa: BLE001 - a preprocessing failure is this file's failure
         return DecodedFile(file, sha256, f"preprocess failed: {type(exc).__name__}: {exc}"), None
     return DecodedFile(file, sha256), pixels
+
+
+def read_file(path: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, checked before reading.
+
+    The file is opened non-blocking (a FIFO would block until a writer came) and
+    checked through the open descriptor, so a file swapped since it was listed is
+    checked too; at most ``max_bytes + 1`` bytes are read, so one that grows stops.
+
+    Raises:
+        FileRejectedError: not a regular file, or larger than ``max_bytes``.
+        OSError: it cannot be opened or read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        problem = not_regular(st.st_mode)
+        if problem:
+            raise FileRejectedError(problem)
+        if st.st_size > max_bytes:
+            raise FileRejectedError(f"file is {_size(st.st_size)}, over --max-file-mb "
+                                    f"{max_bytes / MIB:g}")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise FileRejectedError(f"file grew past --max-file-mb {max_bytes / MIB:g} while "
+                                f"being read")
+    return data
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", MIB), ("KB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def collate(items: list[tuple[DecodedFile, torch.Tensor | None]]) -> DecodedBatch:

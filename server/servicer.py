@@ -10,6 +10,7 @@ import numpy as np
 from visearch.v1 import search_pb2, search_pb2_grpc
 
 from common.errors import VisearchError
+from common.paths import display_path
 from embedder.decode import ImageDecodeError
 from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
 from index.store.contract import NoModelError
@@ -67,7 +68,8 @@ def query_from_proto(request: search_pb2.SearchRequest) -> Query:
 def response_to_proto(result: Result) -> search_pb2.SearchResponse:
     t = result.timings
     return search_pb2.SearchResponse(
-        hits=[search_pb2.Hit(id=i, path=p, score=s) for i, p, s in result.hits],
+        # protobuf strings must be UTF-8: a file name that is not is sent in readable form.
+        hits=[search_pb2.Hit(id=i, path=display_path(p), score=s) for i, p, s in result.hits],
         timings=search_pb2.Timings(decode_ms=t.decode_ms, embed_ms=t.embed_ms,
                                    search_ms=t.search_ms, total_ms=t.total_ms),
         index_version=result.index_version,

@@ -127,7 +127,9 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
             log.info("removed %s left by an interrupted build", orphan.name)
         planned = plan(listing.files, catalog)
         if not listing.files and directory.current_version() is None:
-            raise NothingToIndexError(f"no image files found in {', '.join(cfg.inputs)}")
+            unusable = f"; {len(listing.missing)} could not be read" if listing.missing else ""
+            raise NothingToIndexError(f"no image files found in {', '.join(cfg.inputs)}"
+                                      f"{unusable}", failed=listing.missing)
         run_id = catalog.start_run()
         stats = IngestStats(failed=list(listing.missing))
         identity = stored_identity(catalog)
@@ -142,7 +144,8 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
             catalog.record_failures(stats.failed, run_id)
             if identity is None or catalog.counts()["live"] == 0:
                 raise NothingToIndexError(
-                    f"no image could be indexed: all {len(stats.failed)} files failed")
+                    f"no image could be indexed: all {len(stats.failed)} files failed",
+                    failed=stats.failed, listed=len(listing.files))
             result = publish_index(directory, catalog, identity, cfg.indexing, run_id)
         except BaseException:
             catalog.finish_run(run_id, "failed", embedded=stats.embedded, reused=stats.reused,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,7 +25,17 @@ log = logging.getLogger("visearch.index")
 
 
 class NothingToIndexError(VisearchError):
-    """No image could be stored, so there is no index to build."""
+    """No image could be stored, so there is no index to build.
+
+    Carries what the build found out on the way, so a caller can still show each
+    file's failure: when every file fails, those reasons are all the user gets.
+    """
+
+    def __init__(self, message: str, *, failed: Sequence[tuple[str, str]] = (),
+                 listed: int = 0):
+        super().__init__(message)
+        self.failed = list(failed)
+        self.listed = listed
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import VisearchError
+from common.paths import display_path, not_regular
 from index.store.catalog import ImageRecord
 
 IMAGE_EXTENSIONS = frozenset({
@@ -26,7 +27,7 @@ class Listing:
 
     files: list[ImageRecord] = field(default_factory=list)
     ignored: int = 0  # files without an image extension
-    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) from lists
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) unusable
 
 
 def is_image_name(name: str) -> bool:
@@ -62,6 +63,10 @@ def list_images(inputs: Sequence[str]) -> Listing:
             except OSError as exc:
                 listing.missing.append((path, f"cannot stat: {exc.strerror}"))
                 continue
+            problem = not_regular(st.st_mode)  # a FIFO, a link to /dev/zero...
+            if problem:
+                listing.missing.append((path, problem))
+                continue
             listing.files.append(ImageRecord(path, st.st_size, st.st_mtime_ns))
     return listing
 
@@ -80,33 +85,44 @@ def _expand(raw: str, listing: Listing) -> Iterator[tuple[str, str | None]]:
     if raw.startswith("@"):
         yield from _from_list_file(Path(raw[1:]), listing)
     elif os.path.isdir(raw):
-        yield from ((p, None) for p in _walk(raw, listing))
+        yield from _walk(raw, listing)
     else:
         yield os.path.abspath(raw), None
 
 
 def _from_list_file(list_file: Path, listing: Listing) -> Iterator[tuple[str, str | None]]:
+    """Lines are decoded as file names are, so a name that is not UTF-8 can be listed."""
     try:
-        lines = list_file.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
+        lines = list_file.read_bytes().splitlines()
+    except OSError as exc:
         raise InputError(f"cannot read list file {list_file}: {exc}") from exc
     for line in lines:
-        entry = line.strip()
+        entry = os.fsdecode(line.strip())
         if not entry or entry.startswith("#"):
             continue
         if os.path.isdir(entry):
-            yield from ((p, None) for p in _walk(entry, listing))
-        elif os.path.isfile(entry):
+            yield from _walk(entry, listing)
+        elif os.path.lexists(entry):  # list_images says why it cannot be read, if it cannot
             yield os.path.abspath(entry), None
         else:
-            yield os.path.abspath(entry), f"listed in {list_file} but does not exist"
+            yield (os.path.abspath(entry),
+                   f"listed in {display_path(str(list_file))} but does not exist")
 
 
-def _walk(root: str, listing: Listing) -> Iterator[str]:
-    """Image files under ``root`` in sorted order; each real directory is entered once."""
+def _walk(root: str, listing: Listing) -> Iterator[tuple[str, str | None]]:
+    """Image files under ``root`` in sorted order, each real directory entered once, and
+    each directory that cannot be read with its reason (it used to vanish silently)."""
     visited: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(os.path.abspath(root), followlinks=True):
-        st = os.stat(dirpath)
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(os.path.abspath(root), onerror=unreadable.append,
+                                                followlinks=True):
+        yield from _directory_errors(unreadable)
+        try:
+            st = os.stat(dirpath)
+        except OSError as exc:  # removed or replaced while we walked
+            yield dirpath, f"cannot read directory: {exc.strerror or exc}"
+            dirnames[:] = []
+            continue
         key = (st.st_dev, st.st_ino)
         if key in visited:  # a symlink loop or a second link to the same tree
             dirnames[:] = []
@@ -115,6 +131,14 @@ def _walk(root: str, listing: Listing) -> Iterator[str]:
         dirnames.sort()
         for name in sorted(filenames):
             if is_image_name(name):
-                yield os.path.join(dirpath, name)
+                yield os.path.join(dirpath, name), None
             else:
                 listing.ignored += 1
+    yield from _directory_errors(unreadable)
+
+
+def _directory_errors(errors: list[OSError]) -> Iterator[tuple[str, str]]:
+    """What os.walk reported since the last call, as (directory, reason); then forgotten."""
+    for exc in errors:
+        yield str(exc.filename), f"cannot read directory: {exc.strerror or exc}"
+    errors.clear()

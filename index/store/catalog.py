@@ -18,8 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import VisearchError
+from common.paths import display_path, path_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest schema this program reads and writes
+# 1: every path is TEXT. 2: a path that is not valid UTF-8 is stored as a BLOB of its bytes
+# (see _to_db). A catalog moves to 2 only when it first stores such a path, so indexes
+# without one stay readable by programs that know schema 1 only.
+RAW_PATHS_VERSION = 2
 # Rows per IN (...) look-up: SQLite limits the variables of one statement.
 LOOKUP_CHUNK = 500
 
@@ -104,8 +109,7 @@ class Catalog:
             if not readonly:
                 with self._conn() as conn:
                     conn.executescript(SCHEMA)
-                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                                 (str(SCHEMA_VERSION),))
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', '1')")
             row = self._conn().execute(
                 "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -210,8 +214,9 @@ class Catalog:
             marks = ",".join("?" * len(chunk))
             for row in self._conn().execute(
                     f"SELECT path, size, mtime_ns, sha256, id FROM images "
-                    f"WHERE deleted = 0 AND path IN ({marks})", chunk):
-                rows[row[0]] = ImageRecord(*row)
+                    f"WHERE deleted = 0 AND path IN ({marks})", [_to_db(p) for p in chunk]):
+                path = _from_db(row[0])
+                rows[path] = ImageRecord(path, *row[1:])
         return rows
 
     def id_with_hash(self, sha256: str) -> int | None:
@@ -225,7 +230,7 @@ class Catalog:
         for start in range(0, len(ids), LOOKUP_CHUNK):  # SQLite caps bound variables
             chunk = ids[start:start + LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            out.update(self._conn().execute(
+            out.update((row_id, _from_db(path)) for row_id, path in self._conn().execute(
                 f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
         return out
 
@@ -271,18 +276,20 @@ class Catalog:
         """
         if len(images) != shard.count:
             raise CatalogError(f"shard {shard.shard}: {shard.count} vectors, {len(images)} images")
+        paths = [_to_db(im.path) for im in images]
         with self._conn() as conn:
+            _note_raw_paths(conn, paths)
             conn.executemany(
                 "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
-                [(run_id, im.path) for im in images])
+                [(run_id, path) for path in paths])
             conn.executemany(
                 "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(shard.first_id + i, im.path, im.size, im.mtime_ns, im.sha256, run_id)
-                 for i, im in enumerate(images)])
+                [(shard.first_id + i, path, im.size, im.mtime_ns, im.sha256, run_id)
+                 for i, (path, im) in enumerate(zip(paths, images, strict=True))])
             conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
                          (shard.shard, shard.file, shard.first_id, shard.count))
-            conn.executemany("DELETE FROM failures WHERE path = ?", [(im.path,) for im in images])
+            conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
 
     def shards(self) -> list[Shard]:
         return [Shard(*r) for r in self._conn().execute(
@@ -291,10 +298,36 @@ class Catalog:
     # --- failures ---------------------------------------------------------
 
     def record_failures(self, failures: Sequence[tuple[str, str]], run_id: int) -> None:
+        """Reasons are free text that may quote a path: stored in their readable form."""
+        rows = [(_to_db(path), display_path(reason), run_id) for path, reason in failures]
         with self._conn() as conn:
-            conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)",
-                             [(path, reason, run_id) for path, reason in failures])
+            _note_raw_paths(conn, [path for path, _, _ in rows])
+            conn.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?, ?)", rows)
 
     def failures(self) -> list[tuple[str, str]]:
-        return [(r[0], r[1]) for r in self._conn().execute(
+        return [(_from_db(r[0]), r[1]) for r in self._conn().execute(
             "SELECT path, reason FROM failures ORDER BY path")]
+
+
+def _to_db(path: str) -> str | bytes:
+    """A path as stored: TEXT when its bytes are UTF-8 (as every schema-1 path is), else a
+    BLOB of its bytes. SQLite never equates TEXT with a BLOB, so each file has one key."""
+    raw = path_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def _from_db(value: str | bytes) -> str:
+    """The path as Python names the file (surrogate escapes for bytes that are not UTF-8)."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _note_raw_paths(conn: sqlite3.Connection, paths: Sequence[str | bytes]) -> None:
+    """Raise the schema version, in the caller's transaction, when a BLOB path is stored:
+    a program that knows schema 1 only would hand such a path on as bytes."""
+    if any(isinstance(p, bytes) for p in paths):
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' "
+                     "AND CAST(value AS INTEGER) < ?",
+                     (str(RAW_PATHS_VERSION), RAW_PATHS_VERSION))

@@ -13,6 +13,7 @@ from dataclasses import asdict
 from common.errors import VisearchError
 from embedder.config import ModelIdentity
 from index.store.catalog import Catalog
+from index.store.directory import IndexDirectory
 
 PRECOMPUTED = "precomputed"
 MODEL_META_KEY = "model"
@@ -68,6 +69,18 @@ def stored_identity(catalog: Catalog) -> ModelIdentity | None:
     """The identity of the vectors already stored, or None for an empty directory."""
     raw = catalog.get_meta(MODEL_META_KEY)
     return None if raw is None else ModelIdentity(**json.loads(raw))
+
+
+def identity_in(directory: IndexDirectory) -> ModelIdentity | None:
+    """The model of the index in ``directory``, or None when it holds none yet. Reads only:
+    a mistyped path is not turned into an empty index."""
+    if not directory.catalog_path.is_file():
+        return None
+    catalog = directory.catalog(readonly=True)
+    try:
+        return stored_identity(catalog)
+    finally:
+        catalog.close()
 
 
 def record_or_check(catalog: Catalog, identity: ModelIdentity) -> ModelIdentity:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 import pytest
 
-from index.store.catalog import Catalog, CatalogError, ImageRecord, Shard
+from index.store.catalog import SCHEMA, Catalog, CatalogError, ImageRecord, Shard
 
 
 def record(path: str, sha: str, size: int = 10) -> ImageRecord:
@@ -90,3 +91,35 @@ def test_a_reader_sees_what_a_writer_committed(tmp_path):
     assert reader.counts()["live"] == 0
     writer.add_shard(Shard(0, "s0", 0, 1), [record("/a", "x")], writer.start_run())
     assert reader.counts()["live"] == 1
+
+
+def test_a_path_that_is_not_utf8_is_stored_exactly_and_raises_the_schema(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    catalog = Catalog(path)
+    odd = os.fsdecode(b"/p/caf\xe9.jpg")
+    run = catalog.start_run()
+    catalog.add_shard(Shard(0, "s0", 0, 1), [record("/p/plain.jpg", "x")], run)
+    assert catalog.get_meta("schema_version") == "1"  # older programs still read it
+    catalog.add_shard(Shard(1, "s1", 1, 1), [record(odd, "y")], run)
+    catalog.record_failures([(os.fsdecode(b"/p/bad\xff.jpg"), "broken")], run)
+    assert catalog.get_meta("schema_version") == "2"
+    reader = Catalog(path, readonly=True)
+    assert reader.paths([0, 1]) == {0: "/p/plain.jpg", 1: odd}
+    assert reader.live_by_path([odd])[odd].id == 1
+    assert reader.failures() == [(os.fsdecode(b"/p/bad\xff.jpg"), "broken")]
+    with sqlite3.connect(path) as conn:
+        stored = dict(conn.execute("SELECT id, path FROM images"))
+    assert stored == {0: "/p/plain.jpg", 1: b"/p/caf\xe9.jpg"}
+
+
+def test_a_schema_1_catalog_reads_and_updates_unchanged(tmp_path):
+    path = tmp_path / "catalog.sqlite"
+    with sqlite3.connect(path) as conn:  # as the first release wrote it
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
+                     "VALUES (0, '/p/café.jpg', 10, 1000, 'x', 1)")
+    catalog = Catalog(path)
+    assert catalog.live_by_path(["/p/café.jpg"])["/p/café.jpg"].id == 0
+    catalog.add_shard(Shard(0, "s1", 1, 1), [record("/p/café.jpg", "y")], catalog.start_run())
+    assert catalog.live_ids().tolist() == [1] and catalog.get_meta("schema_version") == "1"
