@@ -24,6 +24,7 @@ from server.auth import (
 from server.config import SecurityConfig
 from server.credentials import CredentialsError, read_client_token, read_token_file
 from server.servicer import VisualSearchServicer
+from tests.server.secure import secret
 
 SEARCH = "/visearch.v1.VisualSearch/Search"
 INFO = "/visearch.v1.VisualSearch/Info"
@@ -32,19 +33,12 @@ REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 
 
-def token_file(folder, name: str, text: str):
-    path = folder / name
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
-
-
 def bearer(token: str) -> list[tuple[str, str]]:
     return [("user-agent", "test"), ("authorization", f"Bearer {token}")]
 
 
 def test_token_file_skips_comments_and_blank_lines(tmp_path):
-    path = token_file(tmp_path, "t", "# rotated 2024-05\n\n  alpha  \n#beta\nga-mma_1.~\n")
+    path = secret(tmp_path, "t", "# rotated 2024-05\n\n  alpha  \n#beta\nga-mma_1.~\n")
     assert read_token_file(path) == ["alpha", "ga-mma_1.~"]
     assert read_client_token(path) == "alpha"
 
@@ -52,13 +46,13 @@ def test_token_file_skips_comments_and_blank_lines(tmp_path):
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n  # another\n"])
 def test_an_empty_token_file_is_refused(tmp_path, text):
     with pytest.raises(CredentialsError, match="holds no tokens"):
-        read_token_file(token_file(tmp_path, "t", text))
+        read_token_file(secret(tmp_path, "t", text))
 
 
 @pytest.mark.parametrize("line", ["two words", "tab\tinside", "caf\u00e9"])
 def test_a_token_must_be_one_printable_ascii_word(tmp_path, line):
     with pytest.raises(CredentialsError, match="line 2"):
-        read_token_file(token_file(tmp_path, "t", f"ok\n{line}\n"))
+        read_token_file(secret(tmp_path, "t", f"ok\n{line}\n"))
 
 
 def test_a_missing_token_file_names_the_path(tmp_path):
@@ -67,7 +61,7 @@ def test_a_missing_token_file_names_the_path(tmp_path):
 
 
 def test_a_world_readable_token_file_is_used_with_a_warning(tmp_path, caplog):
-    path = token_file(tmp_path, "t", "alpha\n")
+    path = secret(tmp_path, "t", "alpha\n")
     path.chmod(0o644)
     with caplog.at_level(logging.WARNING, logger="visearch.security"):
         assert read_token_file(path) == ["alpha"]
@@ -75,14 +69,14 @@ def test_a_world_readable_token_file_is_used_with_a_warning(tmp_path, caplog):
 
 
 def test_store_accepts_each_of_several_tokens_and_nothing_else(tmp_path):
-    store = TokenStore(token_file(tmp_path, "t", "alpha\nbeta\ngamma\n"))
+    store = TokenStore(secret(tmp_path, "t", "alpha\nbeta\ngamma\n"))
     assert len(store) == 3
     assert all(store.accepts(t) for t in ("alpha", "beta", "gamma"))
     assert not any(store.accepts(t) for t in ("", "alph", "alphaa", "ALPHA", "beta "))
 
 
 def test_reload_swaps_tokens_and_a_failed_reload_keeps_the_old_ones(tmp_path, caplog):
-    path = token_file(tmp_path, "t", "old\n")
+    path = secret(tmp_path, "t", "old\n")
     policy = AuthPolicy(read=TokenStore(path))
     path.write_text("new\n")
     policy.reload()
@@ -108,7 +102,7 @@ def test_bearer_token_parsing(metadata, token):
 
 
 def test_reads_need_a_valid_token_and_health_stays_open(tmp_path):
-    policy = AuthPolicy(read=TokenStore(token_file(tmp_path, "t", "alpha\nbeta\n")))
+    policy = AuthPolicy(read=TokenStore(secret(tmp_path, "t", "alpha\nbeta\n")))
     assert policy.check(SEARCH, []) == (UNAUTHENTICATED, MISSING_TOKEN)
     assert policy.check(SEARCH, [("authorization", "Basic alpha")]) == (UNAUTHENTICATED,
                                                                         MISSING_TOKEN)
@@ -122,8 +116,8 @@ def test_reads_need_a_valid_token_and_health_stays_open(tmp_path):
 
 
 def test_write_methods_need_a_write_token_when_a_write_file_is_given(tmp_path):
-    read = TokenStore(token_file(tmp_path, "r", "reader\n"))
-    write = TokenStore(token_file(tmp_path, "w", "writer\n"))
+    read = TokenStore(secret(tmp_path, "r", "reader\n"))
+    write = TokenStore(secret(tmp_path, "w", "writer\n"))
     upsert = "/visearch.v1.VisualSearch/Upsert"
     policy = AuthPolicy(read=read, write=write, write_methods=frozenset({upsert}))
     assert policy.check(upsert, []) == (UNAUTHENTICATED, MISSING_TOKEN)
@@ -152,8 +146,8 @@ def test_no_write_methods_exist_yet_and_no_token_file_means_no_policy():
 def guarded(tmp_path):
     """A real gRPC server with the interceptor, Info classified as a write for the test and
     health closed, so a refused streaming call is tested too."""
-    policy = AuthPolicy(read=TokenStore(token_file(tmp_path, "r", "reader\n")),
-                        write=TokenStore(token_file(tmp_path, "w", "writer\n")),
+    policy = AuthPolicy(read=TokenStore(secret(tmp_path, "r", "reader\n")),
+                        write=TokenStore(secret(tmp_path, "w", "writer\n")),
                         auth_health=True, write_methods=frozenset({INFO}))
     server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[AuthInterceptor(policy)])
     search_pb2_grpc.add_VisualSearchServicer_to_server(VisualSearchServicer(), server)

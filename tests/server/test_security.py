@@ -4,7 +4,6 @@ in the test, the Python client as a user holds it; and the refusal to expose a p
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 
 import grpc
 import pytest
@@ -16,7 +15,7 @@ from server.config import SecurityConfig, ServerConfig
 from server.credentials import CredentialsError, is_loopback, target_host
 from server.security import ChannelSecurity
 from server.transport import ExposureError, check_exposure, check_settings
-from tests.server.certs import make_certificates
+from tests.server.secure import make_certificates, running, secret
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -29,23 +28,7 @@ def certs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
-    path = tmp_path_factory.mktemp("secrets") / "tokens"
-    path.write_text("# readers\nalpha\nbeta\n")
-    path.chmod(0o600)
-    return path
-
-
-@contextmanager
-def running(index_dir, *, load: bool = True, host: str = "127.0.0.1", **security):
-    server = SearchServer(ServerConfig(index_dir=index_dir, host=host, port=0, device="cpu",
-                                       drain_seconds=0, security=SecurityConfig(**security)))
-    server.start()
-    try:
-        if load:
-            server.load()
-        yield server
-    finally:
-        server.stop(grace=0)
+    return secret(tmp_path_factory.mktemp("secrets"), "tokens", "# readers\nalpha\nbeta\n")
 
 
 def outcome(client: SearchClient, call: str = "search") -> grpc.StatusCode:

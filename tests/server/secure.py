@@ -1,14 +1,44 @@
-"""Throw-away certificates made with the `openssl` CLI: a CA, a server and a client, all EC
-P-256 (fast to make), valid one day, for 127.0.0.1 and localhost only. Never committed."""
+"""Helpers of the security tests: servers with security settings, secret files, and
+throw-away certificates made with the `openssl` CLI (a CA, a server and a client, all EC
+P-256 so they are fast to make, valid one day, for 127.0.0.1 and localhost only)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from server.app import SearchServer
+from server.config import SecurityConfig, ServerConfig
+
+
+@contextmanager
+def running(index_dir: Path, *, load: bool = True, host: str = "127.0.0.1",
+            **security: Any) -> Iterator[SearchServer]:
+    """A server on port 0 with these SecurityConfig fields, stopped at once afterwards."""
+    server = SearchServer(ServerConfig(index_dir=index_dir, host=host, port=0, device="cpu",
+                                       drain_seconds=0, security=SecurityConfig(**security)))
+    server.start()
+    try:
+        if load:
+            server.load()
+        yield server
+    finally:
+        server.stop(grace=0)
+
+
+def secret(folder: Path, name: str, text: str) -> Path:
+    """A file only its owner can read, as secrets should be."""
+    path = folder / name
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
 
 CA_CONFIG = """\
 [req]
