@@ -1,8 +1,12 @@
-"""Argument types and option groups shared by the subcommands (model, decoding, numbers)."""
+"""Argument types and option groups shared by the subcommands (model, decoding, connection
+security, numbers)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedder.config import (
     DEFAULT_MAX_FILE_MB,
@@ -15,6 +19,11 @@ from embedder.config import (
     ModelIdentity,
     default_workers,
 )
+
+if TYPE_CHECKING:
+    from server.security import ChannelSecurity
+
+TOKEN_ENV = "VISEARCH_TOKEN"
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +81,40 @@ def embedder_config(args: argparse.Namespace,
 def decode_limits(args: argparse.Namespace) -> DecodeLimits:
     return DecodeLimits(max_pixels=args.max_pixels, min_side=args.min_side,
                         max_file_bytes=args.max_file_mb * MIB)
+
+
+def add_client_security_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS and token options of every command that connects to a server."""
+    group = parser.add_argument_group(
+        "connection security", f"TLS turns on with --tls-ca, --tls or a client certificate. "
+        f"The bearer token comes from --token-file, else the {TOKEN_ENV} environment variable.")
+    group.add_argument("--tls-ca", type=Path, metavar="PEM",
+                       help="CA bundle that signed the server's certificate")
+    group.add_argument("--tls", action="store_true",
+                       help="TLS with the system's trusted CAs (no --tls-ca needed)")
+    group.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="client certificate, for servers that require mutual TLS")
+    group.add_argument("--tls-key", type=Path, metavar="PEM", help="the client certificate's key")
+    group.add_argument("--tls-server-name", metavar="NAME",
+                       help="name to expect in the server's certificate (default: the host "
+                            "of --server)")
+    group.add_argument("--token-file", type=Path, metavar="FILE",
+                       help=f"send the first token in FILE as the bearer token (default: "
+                            f"${TOKEN_ENV})")
+
+
+def channel_security(args: argparse.Namespace) -> ChannelSecurity:
+    """The options of add_client_security_arguments as one value; --token-file wins over
+    the environment variable."""
+    from server.credentials import read_client_token
+    from server.security import ChannelSecurity
+
+    if args.token_file is not None:
+        token: str | None = read_client_token(args.token_file)
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip() or None
+    return ChannelSecurity(tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                           tls=args.tls, server_name=args.tls_server_name, token=token)
 
 
 def positive_int(text: str) -> int:

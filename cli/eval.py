@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cli.args import int_list, positive_int
+from cli.args import add_client_security_arguments, channel_security, int_list, positive_int
 from common.errors import VisearchError
 
 EVAL_HELP = "measure recall@k, speed and task quality of an index"
@@ -27,6 +27,10 @@ and nDCG at each k, relevance = same label, the query itself excluded.
 
 class EvalUsageError(VisearchError, ValueError):
     """Arguments of `visearch eval` that do not fit together or the index."""
+
+
+class EvalServerError(VisearchError):
+    """The server of `visearch eval --server` refused or failed a call."""
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -60,22 +64,29 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
                         "of in-process (ground truth still from the index directory)")
     parser.add_argument("--json", type=Path, dest="json_out", help="write every number here")
     parser.add_argument("--plot", type=Path, help="draw recall@k against QPS to this PNG")
+    add_client_security_arguments(parser)
     parser.set_defaults(handler=eval_command)
 
 
 @contextmanager
-def _backend(server: str | None, searcher: Any) -> Iterator[Any]:
+def _backend(args: argparse.Namespace, searcher: Any) -> Iterator[Any]:
     """In-process by default; with ``--server`` every query goes through gRPC."""
-    if server is None:
+    if args.server is None:
         from evaluation.backends import LocalBackend
 
         yield LocalBackend(searcher)
         return
+    import grpc
+
     from evaluation.remote import RemoteBackend
     from server.client import SearchClient
 
-    with SearchClient(server) as client:
-        yield RemoteBackend(client)
+    with SearchClient(args.server, security=channel_security(args)) as client:
+        try:
+            yield RemoteBackend(client)
+        except grpc.RpcError as exc:  # refused, unreachable...: a message, not a traceback
+            raise EvalServerError(f"{args.server}: {exc.code().name}: {exc.details()}") \
+                from exc
 
 
 def eval_command(args: argparse.Namespace) -> int:
@@ -85,6 +96,9 @@ def eval_command(args: argparse.Namespace) -> int:
 
     if args.apply and args.target_recall is None:
         raise EvalUsageError("--apply needs --target-recall")
+    if args.server is None and (args.tls or args.token_file or any(
+            (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name))):
+        raise EvalUsageError("the TLS and token options apply with --server")
     directory = IndexDirectory(args.index)
     searcher = Searcher(directory)
     report: dict[str, Any] = {
@@ -93,7 +107,7 @@ def eval_command(args: argparse.Namespace) -> int:
         "model": searcher.manifest.model.name, "untrained": searcher.manifest.model.untrained,
         "seed": args.seed, "through": args.server or "in-process", "machine": describe_machine(),
     }
-    with _backend(args.server, searcher) as backend:
+    with _backend(args, searcher) as backend:
         if args.labels or args.labels_from_folders:
             _label_mode(args, searcher, backend, report)
         else:

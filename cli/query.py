@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.args import positive_int
+from cli.args import add_client_security_arguments, channel_security, positive_int
 from common.errors import VisearchError
 from index.ann.query import DEFAULT_K
 
@@ -32,6 +32,7 @@ def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="re-rank k*REFINE PQ candidates exactly; 1 turns it off")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_client_security_arguments(parser)
     parser.set_defaults(handler=query_command)
 
 
@@ -52,7 +53,8 @@ def query_command(args: argparse.Namespace) -> int:
         request = text_request(args.text, **params)
     else:
         request = vector_request(_load_vector(args.vector), **params)
-    with SearchClient(args.server, timeout=args.timeout) as client:
+    with SearchClient(args.server, timeout=args.timeout,
+                      security=channel_security(args)) as client:
         try:
             result = client.search(request)
         except grpc.RpcError as exc:

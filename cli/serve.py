@@ -6,9 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.args import non_negative_int, positive_int
+from cli.args import (
+    add_client_security_arguments,
+    channel_security,
+    non_negative_int,
+    positive_int,
+)
 from embedder.config import DecodeLimits
-from server.config import DEFAULT_MAX_MESSAGE_BYTES, ServerConfig, ServiceConfig
+from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
 
 SERVE_HELP = "serve nearest-neighbour queries over an index directory with gRPC"
 SERVER_DEFAULTS = ServerConfig(index_dir=Path("."))
@@ -18,10 +23,12 @@ SERVICE_DEFAULTS = ServiceConfig()
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP + (
         ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
-        "turns it NOT_SERVING, lets in-flight calls finish, and exits 0."))
+        "turns it NOT_SERVING, lets in-flight calls finish, and exits 0. SIGHUP re-reads "
+        "the token files."))
     parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
     parser.add_argument("--host", default=SERVER_DEFAULTS.host,
-                        help="address to bind; 0.0.0.0 or [::] for all (default: 127.0.0.1)")
+                        help="address to bind; 0.0.0.0 or [::] for all, which needs TLS, "
+                             "--token-file or --insecure (default: 127.0.0.1)")
     parser.add_argument("--port", type=non_negative_int, default=SERVER_DEFAULTS.port,
                         help="port; 0 picks a free one (default: 50051)")
     parser.add_argument("--port-file", type=Path,
@@ -44,20 +51,51 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                              "%(default)s)")
     parser.add_argument("--grace", type=float, default=SERVER_DEFAULTS.grace_seconds,
                         help="seconds in-flight calls get at shutdown (default: %(default)s)")
+    add_server_security_arguments(parser)
     parser.set_defaults(handler=serve_command)
+
+
+def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "security", "A non-loopback --host needs TLS or --token-file, or --insecure. Token "
+        "files: one token per line, '#' comments; SIGHUP re-reads them.")
+    group.add_argument("--tls-cert", type=Path, metavar="PEM",
+                       help="server certificate chain; turns TLS on (with --tls-key)")
+    group.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    group.add_argument("--tls-client-ca", type=Path, metavar="PEM",
+                       help="mutual TLS: clients need a certificate signed by this CA")
+    group.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="bearer tokens; every call but health and reflection needs one")
+    group.add_argument("--write-token-file", type=Path, metavar="FILE",
+                       help="tokens for calls that change the index (they then need one of "
+                            "these; write tokens can also read)")
+    group.add_argument("--auth-health", action="store_true",
+                       help="health checks and reflection need a token too")
+    group.add_argument("--insecure", action="store_true",
+                       help="allow a non-loopback --host with neither TLS nor tokens")
+
+
+def security_config(args: argparse.Namespace) -> SecurityConfig:
+    return SecurityConfig(tls_cert=args.tls_cert, tls_key=args.tls_key,
+                          tls_client_ca=args.tls_client_ca, token_file=args.token_file,
+                          write_token_file=args.write_token_file,
+                          auth_health=args.auth_health, insecure=args.insecure)
 
 
 def serve_command(args: argparse.Namespace) -> int:
     from index.store.directory import IndexDirectory
+    from server.transport import preflight
 
     IndexDirectory(args.index).manifest()  # a wrong path fails before torch loads
+    security = security_config(args)
+    preflight(args.host, security)  # so do refused exposure and unreadable certificates
 
     from server.app import serve
 
     return serve(ServerConfig(
         index_dir=args.index, host=args.host, port=args.port, device=args.device,
         checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
-        grace_seconds=args.grace, port_file=args.port_file,
+        grace_seconds=args.grace, port_file=args.port_file, security=security,
         service=ServiceConfig(limits=DecodeLimits(max_pixels=args.max_pixels),
                               max_k=args.max_k, batch_max=args.batch_max,
                               batch_wait_ms=args.batch_wait_ms),
@@ -71,6 +109,7 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--server", default="localhost:50051", help="host:port")
     parser.add_argument("--service", default="", help="service name ('' for the server)")
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    add_client_security_arguments(parser)
     parser.set_defaults(handler=health_command)
 
 
@@ -79,11 +118,12 @@ def health_command(args: argparse.Namespace) -> int:
 
     from server.client import SearchClient
 
-    with SearchClient(args.server, timeout=args.timeout) as client:
+    with SearchClient(args.server, timeout=args.timeout,
+                      security=channel_security(args)) as client:
         try:
             status = client.health(args.service)
         except grpc.RpcError as exc:
-            print(f"{args.server}: {exc.code().name}", file=sys.stderr)
+            print(f"{args.server}: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
     print(f"{args.server}: {status}")
     return 0 if status == "SERVING" else 1

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from types import FrameType
 
@@ -21,9 +22,11 @@ from visearch.v1 import search_pb2, search_pb2_grpc
 
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
+from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
 from server.service import load_service
 from server.servicer import VisualSearchServicer
+from server.transport import bind, check_listen, describe
 
 log = logging.getLogger("visearch.server")
 
@@ -105,13 +108,15 @@ class SearchServer:
     """A running server; ``start`` binds the port, ``load`` makes it SERVING."""
 
     def __init__(self, config: ServerConfig):
+        check_listen(config.host, config.security)  # refuse before anything binds or loads
         self.config = config
+        self.auth = auth_policy(config.security)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer = VisualSearchServicer()
         self._executor = TrackingExecutor(config.rpc_threads)
-        self._server = grpc.server(self._executor,
+        self._server = grpc.server(self._executor, interceptors=_interceptors(self.auth),
                                    options=message_options(config.max_message_bytes))
         search_pb2_grpc.add_VisualSearchServicer_to_server(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -121,12 +126,10 @@ class SearchServer:
         self._stopped = threading.Event()
 
     def start(self) -> int:
-        address = f"{self.config.host}:{self.config.port}"
-        self.port = self._server.add_insecure_port(address)
-        if not self.port:
-            raise OSError(f"cannot listen on {address}")
+        self.port = bind(self._server, self.config.host, self.config.port, self.config.security)
         self._server.start()
-        log.info("listening on %s:%d (NOT_SERVING until loaded)", self.config.host, self.port)
+        log.info("listening on %s:%d, %s (NOT_SERVING until loaded)", self.config.host,
+                 self.port, describe(self.config.security))
         return self.port
 
     def load(self) -> None:
@@ -170,6 +173,29 @@ class SearchServer:
         self._server.wait_for_termination()
 
 
+def _interceptors(policy: AuthPolicy | None) -> list[grpc.ServerInterceptor]:
+    return [AuthInterceptor(policy)] if policy is not None else []
+
+
+def reload_tokens_on_sighup(policy: AuthPolicy | None) -> Callable[[], None]:
+    """SIGHUP re-reads the token files (rotation without a restart); returns the undo.
+
+    Without token files SIGHUP keeps its default meaning."""
+    if policy is None or not hasattr(signal, "SIGHUP"):
+        return lambda: None
+
+    def on_sighup(_signum: int, _frame: FrameType | None) -> None:
+        log.info("SIGHUP: reloading token files")
+        policy.reload()
+
+    previous = signal.signal(signal.SIGHUP, on_sighup)
+
+    def restore() -> None:
+        signal.signal(signal.SIGHUP, previous)
+
+    return restore
+
+
 def serve(config: ServerConfig) -> int:
     """Run until SIGTERM or SIGINT; 0 after a graceful stop."""
     server = SearchServer(config)
@@ -182,6 +208,7 @@ def serve(config: ServerConfig) -> int:
         stopping.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    restore_sighup = reload_tokens_on_sighup(server.auth)
     try:
         try:
             server.load()
@@ -194,5 +221,6 @@ def serve(config: ServerConfig) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_sighup()
     return 0
 

@@ -3,6 +3,10 @@
     with SearchClient("localhost:50051") as client:
         for hit in client.search_image("cat.jpg", k=5).hits:
             print(hit.score, hit.path)
+
+    # TLS with a private CA, a client certificate (mutual TLS) and a bearer token:
+    SearchClient("search.internal:50051", tls_ca="ca.pem", tls_cert="me.pem",
+                 tls_key="me.key", token="...")
 """
 
 from __future__ import annotations
@@ -12,12 +16,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from visearch.v1 import search_pb2, search_pb2_grpc
 
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, message_options
+from server.security import ChannelSecurity
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,26 @@ def result_from_proto(response: search_pb2.SearchResponse) -> SearchResult:
 
 
 class SearchClient:
-    """A channel to one server; thread-safe. Errors are ``grpc.RpcError`` with a status code."""
+    """A channel to one server; thread-safe. Errors are ``grpc.RpcError`` with a status code.
+
+    TLS turns on with ``tls_ca`` (the CA that signed the server's certificate) or a
+    client certificate; ``token`` goes on every call as a bearer token. Or pass every
+    setting at once as ``security`` (what the command line builds).
+    """
 
     def __init__(self, target: str, *, timeout: float | None = 30.0,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 token: str | None = None, tls_ca: str | Path | None = None,
+                 tls_cert: str | Path | None = None, tls_key: str | Path | None = None,
+                 security: ChannelSecurity | None = None):
+        separate = (token, tls_ca, tls_cert, tls_key)
+        if security is not None and any(v is not None for v in separate):
+            raise TypeError("give security= or token/tls_* arguments, not both")
+        if security is None:
+            security = ChannelSecurity(tls_ca=_path(tls_ca), tls_cert=_path(tls_cert),
+                                       tls_key=_path(tls_key), token=token)
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=message_options(max_message_bytes))
+        self.channel = security.open_channel(target, message_options(max_message_bytes))
         self.stub = search_pb2_grpc.VisualSearchStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -140,3 +158,7 @@ class SearchClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)

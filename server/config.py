@@ -33,6 +33,29 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class SecurityConfig:
+    """Who may connect and what they must present; server/transport.py and server/auth.py
+    act on it. Kept apart from ServerConfig so the security settings travel as one value.
+
+    Args:
+        tls_cert, tls_key: PEM certificate chain and private key; TLS on when given.
+        tls_client_ca: PEM CA bundle; clients must present a certificate it signed (mTLS).
+        token_file: bearer tokens, one per line; every call but health needs one.
+        write_token_file: tokens for calls that change the index (server.auth.WRITE_METHODS).
+        auth_health: health and reflection need a token too.
+        insecure: allow a non-loopback address with neither TLS nor tokens.
+    """
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    token_file: Path | None = None
+    write_token_file: Path | None = None
+    auth_health: bool = False
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     index_dir: Path
     host: str = "127.0.0.1"
@@ -45,3 +68,4 @@ class ServerConfig:
     drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
     port_file: Path | None = None
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)

@@ -60,6 +60,14 @@ def test_runs_as_non_root_with_visearch_entrypoint(stages):
     assert "50051" in instructions(runtime, "EXPOSE")
 
 
+def test_default_command_requires_tokens_on_all_interfaces(stages):
+    """0.0.0.0 without TLS or tokens is refused by the server; the image must not pass
+    --insecure for the user, so it asks for a mounted token file instead."""
+    command = json.loads(instructions(stages["runtime"], "CMD")[-1])
+    assert command[command.index("--token-file") + 1] == "/run/secrets/visearch-tokens"
+    assert "--insecure" not in command and "--auth-health" not in command
+
+
 def test_health_check_uses_the_grpc_health_service(stages):
     (check,) = instructions(stages["runtime"], "HEALTHCHECK")
     assert '"visearch", "health"' in check
