@@ -14,6 +14,11 @@ from common.errors import VisearchError
 from index.ann.query import DEFAULT_K
 
 QUERY_HELP = "query a running server by image, text or vector"
+# Codes a client should retry after a backoff (see README, "Operating").
+RETRY_HINTS = {
+    "RESOURCE_EXHAUSTED": " (the server is at capacity: retry after a short backoff)",
+    "UNAVAILABLE": " (the server is starting, stopping or unreachable: retry later)",
+}
 
 
 def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +63,8 @@ def query_command(args: argparse.Namespace) -> int:
         try:
             result = client.search(request)
         except grpc.RpcError as exc:
-            print(f"visearch query: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            print(f"visearch query: {exc.code().name}: {exc.details()}"
+                  + RETRY_HINTS.get(exc.code().name, ""), file=sys.stderr)
             return 1
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

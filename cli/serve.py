@@ -36,14 +36,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
-    parser.add_argument("--max-message-mb", type=positive_int,
-                        default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
-                        help="largest request or response in MiB (default: %(default)s)")
-    parser.add_argument("--max-pixels", type=positive_int,
-                        default=SERVICE_DEFAULTS.limits.max_pixels,
-                        help="reject query images with more pixels (default: %(default)s)")
-    parser.add_argument("--max-k", type=positive_int, default=SERVICE_DEFAULTS.max_k,
-                        help="largest k a query may ask for (default: %(default)s)")
+    add_limit_arguments(parser)
     parser.add_argument("--batch-max", type=positive_int, default=SERVICE_DEFAULTS.batch_max,
                         help="most queries embedded in one micro-batch (default: %(default)s)")
     parser.add_argument("--batch-wait-ms", type=float, default=SERVICE_DEFAULTS.batch_wait_ms,
@@ -53,6 +46,34 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds in-flight calls get at shutdown (default: %(default)s)")
     add_server_security_arguments(parser)
     parser.set_defaults(handler=serve_command)
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "limits", "What one call may ask for and how much work runs at once; a call over a "
+        "limit gets INVALID_ARGUMENT, a server at capacity RESOURCE_EXHAUSTED (retry later).")
+    group.add_argument("--max-message-mb", type=positive_int,
+                       default=DEFAULT_MAX_MESSAGE_BYTES // (1024 * 1024),
+                       help="largest request or response in MiB (default: %(default)s)")
+    group.add_argument("--max-pixels", type=positive_int,
+                       default=SERVICE_DEFAULTS.limits.max_pixels,
+                       help="reject query images with more pixels (default: %(default)s)")
+    group.add_argument("--max-k", type=positive_int, default=SERVICE_DEFAULTS.max_k,
+                       help="largest k a query may ask for (default: %(default)s)")
+    group.add_argument("--max-candidates", type=positive_int,
+                       default=SERVICE_DEFAULTS.max_candidates,
+                       help="largest k * refine_factor one query may re-rank "
+                            "(default: %(default)s)")
+    group.add_argument("--max-text-bytes", type=positive_int,
+                       default=SERVICE_DEFAULTS.max_text_bytes,
+                       help="longest text query in UTF-8 bytes (default: %(default)s)")
+    group.add_argument("--max-decode-megapixels", type=positive_int,
+                       default=SERVICE_DEFAULTS.max_decode_pixels // 1_000_000,
+                       help="image pixels decoding at once; more waits, then "
+                            "RESOURCE_EXHAUSTED (default: a tenth of memory, %(default)s)")
+    group.add_argument("--max-queue", type=non_negative_int, default=SERVER_DEFAULTS.max_queue,
+                       help="calls waiting for one of the server's threads; beyond, "
+                            "RESOURCE_EXHAUSTED at once (default: %(default)s)")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,9 +117,12 @@ def serve_command(args: argparse.Namespace) -> int:
         index_dir=args.index, host=args.host, port=args.port, device=args.device,
         checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
         grace_seconds=args.grace, port_file=args.port_file, security=security,
+        max_queue=args.max_queue,
         service=ServiceConfig(limits=DecodeLimits(max_pixels=args.max_pixels),
-                              max_k=args.max_k, batch_max=args.batch_max,
-                              batch_wait_ms=args.batch_wait_ms),
+                              max_k=args.max_k, max_candidates=args.max_candidates,
+                              max_text_bytes=args.max_text_bytes,
+                              max_decode_pixels=args.max_decode_megapixels * 1_000_000,
+                              batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms),
     ))
 
 

@@ -14,6 +14,8 @@ from embedder.config import DecodeLimits
 HIGH_BIT_DEPTH_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 DEFAULT_LIMITS = DecodeLimits()
 ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
+# Modes Image.reduce supports directly (palette images are converted first, by to_rgb).
+REDUCIBLE_MODES = {"RGB", "RGBA", "L", "LA", "I", "F", "CMYK"}
 
 
 class ImageDecodeError(VisearchError, ValueError):
@@ -53,9 +55,11 @@ def decode_image(
         if draft_size and crop is None:
             image.draft("RGB", (draft_size, draft_size))
         image.load()  # animated images: this is the first frame
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # no full-size copy when upright
         if crop is not None:
             image = image.crop(_check_crop(crop, image.size))
+        elif draft_size:
+            image = _reduce_for(image, draft_size)
         return to_rgb(image)
     except ImageDecodeError:
         raise
@@ -68,6 +72,27 @@ def decode_image(
         # struct.error, IndexError, ZeroDivisionError, MemoryError... each is this
         # file's failure and must never stop a build or a server.
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _reduce_for(image: Image.Image, size: int) -> Image.Image:
+    """Formats without draft mode (PNG, WebP...) decode at full size; shrink by an integer
+    factor at once, keeping the short side >= 2 * ``size``, so the conversions after it and
+    the model's resize work on a small copy."""
+    factor = min(image.size) // (2 * size)
+    if factor < 2 or image.mode not in REDUCIBLE_MODES:
+        return image
+    return image.reduce(factor)
+
+
+def image_pixels(data: bytes) -> int:
+    """Width x height from the header alone (nothing decoded); 0 when unreadable, so the
+    decoder reports the real reason."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 - decode_image says what is wrong with it
+        return 0
+    return width * height
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -116,8 +116,12 @@ class SearchServer:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer = VisualSearchServicer()
         self._executor = TrackingExecutor(config.rpc_threads)
-        self._server = grpc.server(self._executor, interceptors=_interceptors(self.auth),
-                                   options=message_options(config.max_message_bytes))
+        self._server = grpc.server(
+            self._executor, interceptors=_interceptors(self.auth),
+            options=server_options(config.max_message_bytes),
+            # Calls beyond the threads and the queue get RESOURCE_EXHAUSTED at once rather
+            # than waiting behind a burst (admission control; clients retry with backoff).
+            maximum_concurrent_rpcs=config.rpc_threads + config.max_queue)
         search_pb2_grpc.add_VisualSearchServicer_to_server(self.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
@@ -171,6 +175,12 @@ class SearchServer:
 
     def wait(self) -> None:
         self._server.wait_for_termination()
+
+
+def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    """Message limits, and no SO_REUSEPORT: a second server on a taken port must fail, not
+    silently share the port with the first."""
+    return [*message_options(max_message_bytes), ("grpc.so_reuseport", 0)]
 
 
 def _interceptors(policy: AuthPolicy | None) -> list[grpc.ServerInterceptor]:

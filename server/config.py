@@ -6,11 +6,12 @@ loading torch, open_clip or faiss.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedder.config import DecodeLimits
-from index.ann.query import MAX_K
+from index.ann.query import MAX_CANDIDATES, MAX_K
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_BATCH_QUERIES = 1024
@@ -22,12 +23,31 @@ def message_options(max_bytes: int) -> list[tuple[str, int]]:
             ("grpc.max_send_message_length", max_bytes)]
 
 
+# Bytes of memory one decoded pixel costs at the peak of decode + orientation + RGB conversion.
+BYTES_PER_DECODED_PIXEL = 8
+
+
+def default_decode_budget(memory_bytes: int | None = None) -> int:
+    """Pixels that may be decoding at once: a tenth of the machine's memory, and at least
+    two images at the default --max-pixels so one large image never waits forever."""
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory_bytes = 8 * 1024 ** 3
+    return max(2 * DecodeLimits().max_pixels, memory_bytes // 10 // BYTES_PER_DECODED_PIXEL)
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """What one query may ask for, and how queries share the model."""
 
     limits: DecodeLimits = DecodeLimits()
     max_k: int = MAX_K
+    max_candidates: int = MAX_CANDIDATES
+    max_text_bytes: int = 4096
+    max_decode_pixels: int = field(default_factory=lambda: default_decode_budget())
+    decode_wait_seconds: float = 10.0
     batch_max: int = 32
     batch_wait_ms: float = 2.0
 
@@ -64,6 +84,7 @@ class ServerConfig:
     checkpoint: str | None = None
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     rpc_threads: int = 64
+    max_queue: int = 256  # calls waiting for a thread; beyond, RESOURCE_EXHAUSTED at once
     grace_seconds: float = 10.0
     drain_seconds: float = 0.5  # NOT_SERVING is visible this long before the port closes
     port_file: Path | None = None

@@ -35,6 +35,12 @@ def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
         raise InvalidQueryError("a crop box applies to image queries only")
     if query.vector is None:
         require_model(searcher.manifest.model, "an image or text query (send an embedding)")
-    if query.text is not None and not query.text.strip():
-        raise InvalidQueryError("text query is empty")
-    searcher.check_params(query.params, config.max_k)
+    if query.text is not None:
+        if not query.text.strip():
+            raise InvalidQueryError("text query is empty")
+        size = len(query.text.encode("utf-8", "surrogatepass"))
+        if size > config.max_text_bytes:
+            # The tokenizer keeps 77 tokens; a longer text only costs the model time.
+            raise InvalidQueryError(f"text query is {size:,} bytes, over the limit of "
+                                    f"{config.max_text_bytes:,} (--max-text-bytes)")
+    searcher.check_params(query.params, config.max_k, config.max_candidates)

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import VisearchError
+from embedder.decode import image_pixels
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.store.contract import check_same_model, has_model
+from server.admission import PixelBudget
 from server.config import ServiceConfig
 from server.query import Query, validate
 from server.runtime import IndexHandle, ModelItem, ModelSide
@@ -61,6 +63,7 @@ class SearchService:
         self.index = index
         self.model = model
         self.config = config
+        self.decode_budget = PixelBudget(config.max_decode_pixels)
 
     def search(self, query: Query, timeout: float | None = None,
                cancelled: threading.Event | None = None) -> Result:
@@ -113,7 +116,7 @@ class SearchService:
                     out.append(searcher.prepare(query.vector))
                     continue
                 assert self.model is not None  # validate() refused model queries otherwise
-                item = self._model_item(query, timings[i])
+                item = self._model_item(query, timings[i], deadline)
                 pending.append((i, time.perf_counter(), self.model.submit(item)))
                 out.append(np.empty(0))
             except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
@@ -126,12 +129,17 @@ class SearchService:
             timings[i].embed_ms = (time.perf_counter() - submitted) * 1000
         return out
 
-    def _model_item(self, query: Query, timing: Timings) -> ModelItem:
+    def _model_item(self, query: Query, timing: Timings, deadline: float | None) -> ModelItem:
         assert self.model is not None
         if query.text is not None:
             return ("text", query.text)
+        data = query.image or b""
+        wait = self.config.decode_wait_seconds
+        if deadline is not None:
+            wait = min(wait, deadline - time.monotonic())
         start = time.perf_counter()
-        pixels = self.model.to_input(query.image or b"", crop=query.crop)
+        with self.decode_budget.admit(image_pixels(data), timeout=wait):
+            pixels = self.model.to_input(data, crop=query.crop)
         timing.decode_ms = (time.perf_counter() - start) * 1000
         return ("image", pixels)
 

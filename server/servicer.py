@@ -14,6 +14,7 @@ from common.paths import display_path
 from embedder.decode import ImageDecodeError
 from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
 from index.store.contract import NoModelError
+from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
 from server.query import Query
@@ -30,6 +31,7 @@ STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
     (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (NoModelError, grpc.StatusCode.FAILED_PRECONDITION),
+    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (CancelledByClientError, grpc.StatusCode.CANCELLED),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),

@@ -8,7 +8,9 @@ the port opens, and ``preflight`` runs them before torch loads.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 
 import grpc
 
@@ -86,11 +88,30 @@ def describe(security: SecurityConfig) -> str:
     return ", ".join(parts)
 
 
+class PortInUseError(VisearchError):
+    """Another process listens on the asked-for port."""
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding ``host:port`` fails with EADDRINUSE right now (no SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
 def bind(server: grpc.Server, host: str, port: int, security: SecurityConfig) -> int:
     """Add the listening port (secure when TLS is configured); returns the bound port."""
     check_listen(host, security)
     address = f"{host}:{port}"
     credentials = server_credentials(security)
+    if port and port_in_use(host, port):
+        raise PortInUseError(f"port {port} is in use on {host} (another visearch serve?); "
+                             f"stop it or choose another --port (0 picks a free one)")
     if credentials is None:
         bound = server.add_insecure_port(address)
     else:

@@ -10,6 +10,8 @@ import numpy as np
 from common.errors import VisearchError
 
 MAX_K = 1000
+# Most PQ candidates one query may re-rank (k * refine_factor): bounds its time and memory.
+MAX_CANDIDATES = 10_000
 DEFAULT_K = 10
 
 

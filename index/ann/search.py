@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
-from index.ann.query import MAX_K, Hits, InvalidQueryError, SearchParams
+from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
 
@@ -40,10 +40,17 @@ class Searcher:
     def ntotal(self) -> int:
         return int(self.index.ntotal)
 
-    def check_params(self, params: SearchParams, max_k: int = MAX_K) -> None:
+    def check_params(self, params: SearchParams, max_k: int = MAX_K,
+                     max_candidates: int = MAX_CANDIDATES) -> None:
         """Parameters this index can honour; the one place they are validated."""
         if not 1 <= params.k <= max_k:
             raise InvalidQueryError(f"k must be between 1 and {max_k}, not {params.k}")
+        depth = params.k * self.refine_for(params)
+        if depth > max_candidates:
+            raise InvalidQueryError(
+                f"k * refine_factor = {params.k} * {self.refine_for(params)} = {depth:,} "
+                f"candidates to re-rank, over the limit of {max_candidates:,} "
+                f"(--max-candidates); lower k or refine_factor")
         if params.nprobe is not None:
             if not self.is_ivf:
                 raise InvalidQueryError(f"nprobe applies to IVF indexes; this index is "
@@ -82,12 +89,16 @@ class Searcher:
         ``prepare`` or the model), so a request is validated and normalised once."""
         settings = self.manifest.index
         nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
-        refine = params.refine_factor or settings.refine_factor
-        depth = params.k * refine if refine > 1 and not settings.exact else params.k
+        depth = params.k * self.refine_for(params)
         scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
         if depth > params.k:
             scores, ids = self.rerank(q, ids, params.k)
         return Hits(ids, scores)
+
+    def refine_for(self, params: SearchParams) -> int:
+        """How many candidates per result are re-ranked exactly (1: none, exact indexes)."""
+        refine = params.refine_factor or self.manifest.index.refine_factor
+        return refine if refine > 1 and not self.manifest.index.exact else 1
 
     def _search_parameters(self, nprobe: int | None) -> faiss.SearchParameters | None:
         params = self._params.get(nprobe)

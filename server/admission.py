@@ -1,0 +1,67 @@
+"""Admission of image decodes against a pixel budget, so concurrent large images queue instead
+of exhausting memory (16 images of 40 MP decode to several GB at once)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+import time
+from collections.abc import Iterator
+
+from common.errors import VisearchError
+
+# After a decode this large, freed memory is handed back to the OS once no decode runs.
+TRIM_AFTER_PIXELS = 4_000_000
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed image buffers in its arenas (GBs after a burst of large images);
+    malloc_trim returns them. A no-op where glibc is absent."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+class OverloadedError(VisearchError):
+    """The server has no room for this work now; retry after a short backoff."""
+
+
+class PixelBudget:
+    """At most ``capacity`` pixels decoding at once; others wait their turn (FIFO-ish)."""
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("a pixel budget needs a capacity of at least 1")
+        self.capacity = capacity
+        self.in_use = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def admit(self, pixels: int, timeout: float | None) -> Iterator[None]:
+        """Hold ``pixels`` (capped at the capacity) while the block runs.
+
+        Raises:
+            OverloadedError: no room within ``timeout`` seconds.
+        """
+        need = max(1, min(pixels, self.capacity))
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        with self._changed:
+            while self.in_use + need > self.capacity:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise OverloadedError(
+                        f"image decoding is at its budget of {self.capacity / 1e6:,.0f} "
+                        f"megapixels (--max-decode-megapixels); retry after a short backoff")
+                self._changed.wait(remaining)
+            self.in_use += need
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= need
+                idle = self.in_use == 0
+                self._changed.notify_all()
+            if idle and need >= TRIM_AFTER_PIXELS:
+                release_freed_memory()
