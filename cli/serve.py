@@ -44,6 +44,9 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                              "%(default)s)")
     parser.add_argument("--grace", type=float, default=SERVER_DEFAULTS.grace_seconds,
                         help="seconds in-flight calls get at shutdown (default: %(default)s)")
+    parser.add_argument("--absolute-paths", action="store_true",
+                        help="hits carry the server's absolute file paths instead of paths "
+                             "relative to the build root")
     add_server_security_arguments(parser)
     parser.set_defaults(handler=serve_command)
 
@@ -122,7 +125,8 @@ def serve_command(args: argparse.Namespace) -> int:
                               max_k=args.max_k, max_candidates=args.max_candidates,
                               max_text_bytes=args.max_text_bytes,
                               max_decode_pixels=args.max_decode_megapixels * 1_000_000,
-                              batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms),
+                              batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms,
+                              absolute_paths=args.absolute_paths),
     ))
 
 

@@ -30,6 +30,8 @@ from server.transport import bind, check_listen, describe
 
 log = logging.getLogger("visearch.server")
 
+# At shutdown, the port closes once no call has begun for this long (or at --grace).
+SHUTDOWN_QUIET_SECONDS = 0.25
 SERVICE_NAME = search_pb2.DESCRIPTOR.services_by_name["VisualSearch"].full_name
 
 
@@ -64,11 +66,13 @@ class InFlight:
 
     def __init__(self) -> None:
         self._count = 0
+        self.started = 0  # calls ever begun: tells whether any arrived during a wait
         self._idle = threading.Condition()
 
     def begin(self) -> None:
         with self._idle:
             self._count += 1
+            self.started += 1
 
     def end(self) -> None:
         with self._idle:
@@ -79,6 +83,21 @@ class InFlight:
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+    def wait_quiet(self, quiet: float, timeout: float) -> bool:
+        """Idle, and no call begun for ``quiet`` seconds: what had already reached the
+        port (gRPC may hold calls it has not yet handed to a thread) has been served."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+            seen = self.started
+            time.sleep(min(quiet, max(0.0, deadline - time.monotonic())))
+            with self._idle:
+                if self._count == 0 and self.started == seen:
+                    return True
+            if time.monotonic() >= deadline:
+                return False
 
 
 class TrackingExecutor(futures.ThreadPoolExecutor):
@@ -165,8 +184,13 @@ class SearchServer:
         self.health.enter_graceful_shutdown()
         time.sleep(self.config.drain_seconds)
         grace = self.config.grace_seconds if grace is None else grace
-        self._server.stop(grace)  # no new calls from here on
-        if not self._executor.in_flight.wait_idle(grace):
+        deadline = time.monotonic() + grace
+        # Closing the port cancels calls gRPC has received but not yet handed to a thread
+        # (a burst of 100 lost a third that way): serve until quiet, then close.
+        quiet = self._executor.in_flight.wait_quiet(SHUTDOWN_QUIET_SECONDS, grace)
+        self._server.stop(max(0.0, deadline - time.monotonic()))  # no new calls from here on
+        if not quiet or not self._executor.in_flight.wait_idle(
+                max(0.0, deadline - time.monotonic())):
             log.warning("in-flight calls outlived the %.0f s grace period", grace)
         self._server.stop(0).wait()
         if self.servicer.service is not None:

@@ -50,6 +50,7 @@ class ServiceConfig:
     decode_wait_seconds: float = 10.0
     batch_max: int = 32
     batch_wait_ms: float = 2.0
+    absolute_paths: bool = False  # hits show paths relative to the build root by default
 
 
 @dataclass(frozen=True)

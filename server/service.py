@@ -94,7 +94,8 @@ class SearchService:
                 groups.setdefault(query.params, []).append(i)
         for params, members in groups.items():
             batch = np.concatenate([vectors[i] for i in members])  # type: ignore[misc]
-            for i, outcome in zip(members, _search_group(searcher, params, batch), strict=True):
+            searched = _search_group(searcher, params, batch, self.config.absolute_paths)
+            for i, outcome in zip(members, searched, strict=True):
                 results[i] = outcome
         total = (time.perf_counter() - start) * 1000
         for outcome, t in zip(results, timings, strict=True):
@@ -153,13 +154,13 @@ class SearchService:
         self.index.current.close()
 
 
-def _search_group(searcher: Searcher, params: SearchParams, vectors: np.ndarray
-                  ) -> list[Result | Exception]:
+def _search_group(searcher: Searcher, params: SearchParams, vectors: np.ndarray,
+                  absolute_paths: bool) -> list[Result | Exception]:
     """One faiss call for queries sharing parameters; an error applies to all of them."""
     start = time.perf_counter()
     try:
         hits = searcher.search_unit(vectors, params)
-        paths = searcher.paths(hits.ids)
+        paths = searcher.shown_paths(hits.ids, absolute_paths)
     except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
         return [exc] * len(vectors)
     timing = Timings(search_ms=(time.perf_counter() - start) * 1000)

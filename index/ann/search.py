@@ -16,6 +16,7 @@ from index.ann import faiss_index as ann
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
+from index.store.roots import build_root, relative_to
 
 
 class Searcher:
@@ -28,6 +29,7 @@ class Searcher:
         self.index = ann.read_index(self.directory.index_path(self.manifest))
         self.catalog = self.directory.catalog(readonly=True)
         self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
+        self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
         # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
         self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
@@ -121,6 +123,13 @@ class Searcher:
     def paths(self, ids: np.ndarray | list[int]) -> dict[int, str]:
         wanted = [int(i) for i in np.asarray(ids).reshape(-1) if i >= 0]
         return self.catalog.paths(wanted) if wanted else {}
+
+    def shown_paths(self, ids: np.ndarray | list[int], absolute: bool = False) -> dict[int, str]:
+        """Paths as a client sees them: relative to the build root unless ``absolute``."""
+        paths = self.paths(ids)
+        if absolute:
+            return paths
+        return {i: relative_to(p, self.root) for i, p in paths.items()}
 
     def close(self) -> None:
         self.catalog.close()

@@ -37,6 +37,7 @@ from index.build.stages import (
 from index.store.atomic import reporting_disk_full
 from index.store.contract import record_or_check, stored_identity
 from index.store.directory import IndexDirectory, IndexDirectoryError
+from index.store.roots import widen_root
 from index.store.vectors import DEFAULT_SHARD_SIZE, remove_orphans
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
             unusable = f"; {len(listing.missing)} could not be read" if listing.missing else ""
             raise NothingToIndexError(f"no image files found in {', '.join(cfg.inputs)}"
                                       f"{unusable}", failed=listing.missing)
+        widen_root(catalog, (f.path for f in listing.files))
         run_id = catalog.start_run()
         stats = IngestStats(failed=list(listing.missing))
         identity = stored_identity(catalog)

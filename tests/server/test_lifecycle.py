@@ -39,7 +39,7 @@ def test_not_serving_until_loaded(index_dir, corpus):
             assert info.value.code() == grpc.StatusCode.UNAVAILABLE
             server.load()
             assert client.health() == "SERVING"
-            assert client.search_image(corpus[0], k=1).hits[0].path == str(corpus[0])
+            assert client.search_image(corpus[0], k=1).hits[0].path == corpus[0].name
     finally:
         server.stop(grace=1)
 
@@ -144,7 +144,7 @@ def test_query_command_table_and_json(server, corpus):
     table = run_visearch("query", "--server", target, str(corpus[4]), "-k", "3", check=True)
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["rank", "score", "path"]
-    assert lines[1].split()[0] == "1" and lines[1].split()[2] == str(corpus[4])
+    assert lines[1].split()[0] == "1" and lines[1].split()[2] == corpus[4].name
     assert len(lines) == 5 and "index version 1" in lines[-1]
     raw = run_visearch("query", "--server", target, "--text", "a red bicycle", "-k", "5",
                        "--json", check=True)

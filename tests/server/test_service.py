@@ -27,7 +27,7 @@ from server.client import (
 def test_image_query_finds_the_image_itself(client, corpus):
     for path in corpus[:5]:
         result = client.search_image(path, k=5)
-        assert result.hits[0].path == str(path)
+        assert result.hits[0].path == path.name
         assert result.hits[0].score == pytest.approx(1.0, abs=1e-3)
         assert len(result.hits) == 5 and result.index_version == 1
         assert result.timings["decode_ms"] > 0 and result.timings["embed_ms"] > 0
@@ -121,7 +121,7 @@ def test_malformed_requests_get_status_codes_and_the_server_lives(client, corpus
         client.search(request)
     assert info.value.code() == code, info.value.details()
     assert needle in info.value.details()
-    assert client.search_image(corpus[1], k=1).hits[0].path == str(corpus[1])
+    assert client.search_image(corpus[1], k=1).hits[0].path == corpus[1].name
 
 
 def test_bad_crop_box_outside_the_image(client, corpus):
@@ -136,7 +136,7 @@ def test_oversized_message_is_resource_exhausted(server, corpus):
         with pytest.raises(grpc.RpcError) as info:
             big.search_image(b"\0" * (17 * 1024 * 1024))
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert big.search_image(corpus[2], k=1).hits[0].path == str(corpus[2])
+        assert big.search_image(corpus[2], k=1).hits[0].path == corpus[2].name
 
 
 def test_expired_deadline_leaves_the_server_answering(client, corpus):
@@ -145,7 +145,7 @@ def test_expired_deadline_leaves_the_server_answering(client, corpus):
     with pytest.raises(grpc.RpcError) as info:
         client.search(image_request(corpus[0]), timeout=0.0001)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert client.search_image(corpus[0], k=1).hits[0].path == str(corpus[0])
+    assert client.search_image(corpus[0], k=1).hits[0].path == corpus[0].name
 
 
 def test_concurrent_clients_get_sequential_answers(server, corpus):
@@ -212,3 +212,19 @@ def test_stock_health_stub_and_reflection(server):
         assert {"visearch.v1.VisualSearch", "grpc.health.v1.Health"} <= services
         proto = database.FindFileContainingSymbol("visearch.v1.VisualSearch")
         assert [m.name for m in proto.service[0].method] == ["Search", "SearchBatch", "Info"]
+
+
+def test_absolute_paths_only_when_asked(index_dir, corpus):
+    from server.app import SearchServer
+    from server.config import ServerConfig, ServiceConfig
+
+    config = ServerConfig(index_dir=index_dir, port=0, device="cpu", drain_seconds=0.0,
+                          service=ServiceConfig(absolute_paths=True))
+    running = SearchServer(config)
+    running.start()
+    running.load()
+    try:
+        with SearchClient(f"127.0.0.1:{running.port}") as absolute:
+            assert absolute.search_image(corpus[5], k=1).hits[0].path == str(corpus[5])
+    finally:
+        running.stop(grace=1)
