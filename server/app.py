@@ -26,6 +26,7 @@ from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
 from server.service import load_service
 from server.servicer import VisualSearchServicer
+from server.thumbs import ThumbnailCache
 from server.transport import bind, check_listen, describe
 
 log = logging.getLogger("visearch.server")
@@ -115,6 +116,7 @@ class SearchServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer = VisualSearchServicer()
+        self.servicer.thumbs = ThumbnailCache(config.thumb_cache_dir, config.thumb_cache_bytes)
         self._executor = TrackingExecutor(config.rpc_threads)
         self._server = grpc.server(self._executor, interceptors=_interceptors(self.auth),
                                    options=message_options(config.max_message_bytes))

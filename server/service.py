@@ -21,6 +21,7 @@ from common.errors import VisearchError
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.store.contract import check_same_model, has_model
+from server import like
 from server.config import ServiceConfig
 from server.query import Query, validate
 from server.runtime import IndexHandle, ModelItem, ModelSide
@@ -88,11 +89,11 @@ class SearchService:
         groups: dict[SearchParams, list[int]] = {}
         for i, query in enumerate(queries):
             if not isinstance(vectors[i], Exception):
-                groups.setdefault(query.params, []).append(i)
+                groups.setdefault(like.search_params(query), []).append(i)
         for params, members in groups.items():
             batch = np.concatenate([vectors[i] for i in members])  # type: ignore[misc]
             for i, outcome in zip(members, _search_group(searcher, params, batch), strict=True):
-                results[i] = outcome
+                results[i] = like.drop_self(outcome, queries[i])
         total = (time.perf_counter() - start) * 1000
         for outcome, t in zip(results, timings, strict=True):
             t.total_ms = total
@@ -111,6 +112,9 @@ class SearchService:
                 validate(query, searcher, self.config)
                 if query.vector is not None:
                     out.append(searcher.prepare(query.vector))
+                    continue
+                if query.like_id is not None:
+                    out.append(like.stored_vector(searcher, query.like_id))
                     continue
                 assert self.model is not None  # validate() refused model queries otherwise
                 item = self._model_item(query, timings[i])
