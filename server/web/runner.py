@@ -3,9 +3,13 @@ beside the gRPC server (`visearch serve --http-port`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
 import time
+from collections.abc import Iterator
+from types import FrameType
 
 from common.errors import VisearchError
 from server.client import SearchClient
@@ -22,6 +26,14 @@ class WebStartError(VisearchError):
 def uvicorn_server(config: WebConfig, client: SearchClient) -> object:
     import uvicorn
 
+    class Server(uvicorn.Server):
+        """Signals are ours: uvicorn would re-raise SIGTERM after its graceful stop, and the
+        process would then exit by the signal instead of with status 0."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     from server.web.app import create_app
 
     check_web_exposure(config)
@@ -31,7 +43,7 @@ def uvicorn_server(config: WebConfig, client: SearchClient) -> object:
     settings = uvicorn.Config(create_app(client, config), host=config.host, port=config.port,
                               log_level="warning", access_log=False, server_header=False,
                               **ssl)  # type: ignore[arg-type]
-    return uvicorn.Server(settings)
+    return Server(settings)
 
 
 def _url(config: WebConfig, port: int) -> str:
@@ -44,8 +56,20 @@ def run_web(config: WebConfig, target: str, security: ChannelSecurity) -> int:
     """Serve until SIGTERM or SIGINT (uvicorn's own handlers); 0 after a clean stop."""
     with SearchClient(target, timeout=config.request_timeout, security=security) as client:
         server = uvicorn_server(config, client)
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("%s: shutting down", signal.Signals(signum).name)
+            server.should_exit = True  # type: ignore[attr-defined]
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         log.info("web page for %s on %s", target, _url(config, config.port))
-        server.run()  # type: ignore[attr-defined]
+        try:
+            server.run()  # type: ignore[attr-defined]
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if not server.started:  # type: ignore[attr-defined]
+        raise WebStartError(f"the HTTP server could not start on {config.host}:{config.port}")
     return 0
 
 
