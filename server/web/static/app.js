@@ -68,7 +68,7 @@ async function loadInfo() {
       box.append(" ", badge);
     }
     $("nprobe").disabled = Boolean(info.exact);
-    if (info.exact) $("nprobe").placeholder = "exact index";
+    if (info.exact) $("nprobe").placeholder = "exact";
     if (info.max_k) $("k").max = info.max_k;
     showMessage("");
   } catch (err) {
