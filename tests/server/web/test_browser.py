@@ -93,8 +93,9 @@ def test_upload_crop_and_more_like_this_in_chromium(chrome, index_dir, corpus, t
         # Draw a crop box over the upper-left of the query image with the mouse.
         canvas = chrome.find_element(By.ID, "crop-layer")
         width, height = canvas.size["width"], canvas.size["height"]
-        ActionChains(chrome).move_to_element_with_offset(canvas, -width // 2 + 2, -height // 2 + 2) \
-            .click_and_hold().move_by_offset(width // 2, height // 2).release().perform()
+        drag = ActionChains(chrome).move_to_element_with_offset(
+            canvas, -width // 2 + 2, -height // 2 + 2)
+        drag.click_and_hold().move_by_offset(width // 2, height // 2).release().perform()
         crop = wait_for(chrome, "window.visearch.lastResponse.query.crop")
         left, top, right, bottom = crop
         assert 0 <= left < right <= 96 and 0 <= top < bottom <= 72
