@@ -20,6 +20,7 @@ from cli.check import add_check_parsers
 from cli.eval import add_eval_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
+from cli.web import add_web_parser
 from common.errors import VisearchError
 
 EXIT_ERROR = 1
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
     add_health_parser(subparsers)
+    add_web_parser(subparsers)
     add_eval_parser(subparsers)
     add_check_parsers(subparsers)
     return parser

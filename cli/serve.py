@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from cli.args import (
     non_negative_int,
     positive_int,
 )
+from cli.web import add_serve_http_arguments, web_config
 from embedder.config import DecodeLimits
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
 
@@ -42,12 +44,17 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=SERVICE_DEFAULTS.batch_wait_ms,
                         help="how long a micro-batch waits for more queries (default: "
                              "%(default)s)")
+    parser.add_argument("--thumb-cache", type=Path, default=default_thumb_cache(),
+                        help="folder for cached thumbnails (default: %(default)s)")
+    parser.add_argument("--thumb-cache-mb", type=positive_int, default=256,
+                        help="most MiB the thumbnail cache holds (default: %(default)s)")
     parser.add_argument("--grace", type=float, default=SERVER_DEFAULTS.grace_seconds,
                         help="seconds in-flight calls get at shutdown (default: %(default)s)")
     parser.add_argument("--absolute-paths", action="store_true",
                         help="hits carry the server's absolute file paths instead of paths "
                              "relative to the build root")
     add_server_security_arguments(parser)
+    add_serve_http_arguments(parser)
     parser.set_defaults(handler=serve_command)
 
 
@@ -77,6 +84,13 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-queue", type=non_negative_int, default=SERVER_DEFAULTS.max_queue,
                        help="calls waiting for one of the server's threads; beyond, "
                             "RESOURCE_EXHAUSTED at once (default: %(default)s)")
+
+
+def default_thumb_cache() -> Path:
+    """$XDG_CACHE_HOME/visearch/thumbs: files are named by content hash, so one folder
+    serves every index on the machine."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "visearch" / "thumbs"
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +127,12 @@ def serve_command(args: argparse.Namespace) -> int:
     IndexDirectory(args.index).manifest()  # a wrong path fails before torch loads
     security = security_config(args)
     preflight(args.host, security)  # so do refused exposure and unreadable certificates
+    http = None
+    if args.http_port is not None:
+        from server.web.config import check_web_exposure
+
+        http = web_config(args, args.http_host, args.http_port)
+        check_web_exposure(http)
 
     from server.app import serve
 
@@ -127,7 +147,8 @@ def serve_command(args: argparse.Namespace) -> int:
                               max_decode_pixels=args.max_decode_megapixels * 1_000_000,
                               batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms,
                               absolute_paths=args.absolute_paths),
-    ))
+        thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
+    ), http)
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent import futures
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,7 +27,11 @@ from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
 from server.service import load_service
 from server.servicer import VisualSearchServicer
+from server.thumbs import ThumbnailCache
 from server.transport import bind, check_listen, describe
+
+if TYPE_CHECKING:
+    from server.web.config import WebConfig
 
 log = logging.getLogger("visearch.server")
 
@@ -134,6 +139,7 @@ class SearchServer:
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer = VisualSearchServicer()
+        self.servicer.thumbs = ThumbnailCache(config.thumb_cache_dir, config.thumb_cache_bytes)
         self._executor = TrackingExecutor(config.rpc_threads)
         self._server = grpc.server(
             self._executor, interceptors=_interceptors(self.auth),
@@ -230,10 +236,20 @@ def reload_tokens_on_sighup(policy: AuthPolicy | None) -> Callable[[], None]:
     return restore
 
 
-def serve(config: ServerConfig) -> int:
-    """Run until SIGTERM or SIGINT; 0 after a graceful stop."""
+def serve(config: ServerConfig, http: WebConfig | None = None) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a graceful stop. With ``http``, the web page
+    and JSON API run in a thread too (server/web), stopped first at shutdown."""
     server = SearchServer(config)
     server.start()
+    web = None
+    if http is not None:
+        from server.web.embedded import start_embedded_web
+
+        try:
+            web = start_embedded_web(http, config, server.port)
+        except BaseException:
+            server.stop(grace=0)
+            raise
     stopping = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -251,8 +267,12 @@ def serve(config: ServerConfig) -> int:
             raise
         while not stopping.wait(0.2):
             pass
+        if web is not None:
+            web.stop()
         server.stop()
     finally:
+        if web is not None:
+            web.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         restore_sighup()

@@ -74,6 +74,12 @@ def vector_request(vector: Sequence[float] | np.ndarray, *, k: int = 10,
     return _with_params(request, k, nprobe, refine_factor)
 
 
+def like_request(like_id: int, *, k: int = 10, nprobe: int | None = None,
+                 refine_factor: int | None = None) -> search_pb2.SearchRequest:
+    """"More like this" indexed image: its stored vector is the query, itself left out."""
+    return _with_params(search_pb2.SearchRequest(like_id=like_id), k, nprobe, refine_factor)
+
+
 def _with_params(request: search_pb2.SearchRequest, k: int, nprobe: int | None,
                  refine_factor: int | None) -> search_pb2.SearchRequest:
     request.k = k
@@ -130,6 +136,16 @@ class SearchClient:
 
     def search_vector(self, vector: Sequence[float] | np.ndarray, **kwargs: Any) -> SearchResult:
         return self.search(vector_request(vector, **kwargs))
+
+    def search_like(self, like_id: int, **kwargs: Any) -> SearchResult:
+        return self.search(like_request(like_id, **kwargs))
+
+    def thumbnail(self, image_id: int, size: int = 0) -> tuple[bytes, str]:
+        """(JPEG bytes, readable path) of an indexed image; NOT_FOUND for an unknown id,
+        FAILED_PRECONDITION when the file can no longer be read or decoded."""
+        response = self.stub.Thumbnail(search_pb2.ThumbnailRequest(id=image_id, size=size),
+                                       timeout=self.timeout)
+        return response.jpeg, response.path
 
     def search_batch(self, requests: Sequence[search_pb2.SearchRequest],
                      timeout: float | None = None) -> list[SearchResult | QueryFailed]:

@@ -91,3 +91,5 @@ class ServerConfig:
     port_file: Path | None = None
     service: ServiceConfig = field(default_factory=ServiceConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    thumb_cache_dir: Path | None = None  # None: thumbnails are made anew every time
+    thumb_cache_bytes: int = 256 * 1024 * 1024

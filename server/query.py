@@ -15,25 +15,26 @@ from server.config import ServiceConfig
 
 @dataclass(frozen=True)
 class Query:
-    """Exactly one of image, text or vector, plus per-call search parameters."""
+    """Exactly one of image, text, vector or like_id, plus per-call search parameters."""
 
     params: SearchParams
     image: bytes | None = None
     crop: tuple[int, int, int, int] | None = None
     text: str | None = None
     vector: np.ndarray | None = None
+    like_id: int | None = None  # "more like this": see server/like.py
 
 
 def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
     """Raise InvalidQueryError (or NoModelError) with the reason; decoding errors and a crop
     box outside the image are found when the image is decoded."""
-    given = sum(x is not None for x in (query.image, query.text, query.vector))
+    given = sum(x is not None for x in (query.image, query.text, query.vector, query.like_id))
     if given != 1:
-        raise InvalidQueryError(f"a query needs exactly one of image, text or embedding; "
-                                f"got {given}")
+        raise InvalidQueryError(f"a query needs exactly one of image, text, embedding or "
+                                f"like_id; got {given}")
     if query.crop is not None and query.image is None:
         raise InvalidQueryError("a crop box applies to image queries only")
-    if query.vector is None:
+    if query.vector is None and query.like_id is None:
         require_model(searcher.manifest.model, "an image or text query (send an embedding)")
     if query.text is not None:
         if not query.text.strip():

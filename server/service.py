@@ -22,6 +22,7 @@ from embedder.decode import image_pixels
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.store.contract import check_same_model, has_model
+from server import like
 from server.admission import PixelBudget
 from server.config import ServiceConfig
 from server.query import Query, validate
@@ -91,12 +92,12 @@ class SearchService:
         groups: dict[SearchParams, list[int]] = {}
         for i, query in enumerate(queries):
             if not isinstance(vectors[i], Exception):
-                groups.setdefault(query.params, []).append(i)
+                groups.setdefault(like.search_params(query), []).append(i)
         for params, members in groups.items():
             batch = np.concatenate([vectors[i] for i in members])  # type: ignore[misc]
             searched = _search_group(searcher, params, batch, self.config.absolute_paths)
             for i, outcome in zip(members, searched, strict=True):
-                results[i] = outcome
+                results[i] = like.drop_self(outcome, queries[i])
         total = (time.perf_counter() - start) * 1000
         for outcome, t in zip(results, timings, strict=True):
             t.total_ms = total
@@ -115,6 +116,9 @@ class SearchService:
                 validate(query, searcher, self.config)
                 if query.vector is not None:
                     out.append(searcher.prepare(query.vector))
+                    continue
+                if query.like_id is not None:
+                    out.append(like.stored_vector(searcher, query.like_id))
                     continue
                 assert self.model is not None  # validate() refused model queries otherwise
                 item = self._model_item(query, timings[i], deadline)

@@ -17,6 +17,7 @@ from index.store.contract import NoModelError
 from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
+from server.like import UnknownIdError
 from server.query import Query
 from server.service import (
     CancelledByClientError,
@@ -24,17 +25,20 @@ from server.service import (
     Result,
     SearchService,
 )
+from server.thumbs import ThumbnailCache, ThumbnailUnavailableError, thumbnail
 
 log = logging.getLogger("visearch.server")
 
 STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
     (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownIdError, grpc.StatusCode.NOT_FOUND),
     (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (NoModelError, grpc.StatusCode.FAILED_PRECONDITION),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (DeadlineExceededError, grpc.StatusCode.DEADLINE_EXCEEDED),
     (CancelledByClientError, grpc.StatusCode.CANCELLED),
     (BatcherClosedError, grpc.StatusCode.UNAVAILABLE),
+    (ThumbnailUnavailableError, grpc.StatusCode.FAILED_PRECONDITION),
     (VisearchError, grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
@@ -64,6 +68,7 @@ def query_from_proto(request: search_pb2.SearchRequest) -> Query:
         text=request.text if request.HasField("text") else None,
         vector=np.asarray(request.embedding.values, dtype=np.float32)
         if request.HasField("embedding") else None,
+        like_id=request.like_id if request.HasField("like_id") else None,
     )
 
 
@@ -91,6 +96,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
     def __init__(self, device: str = "cpu") -> None:
         self.service: SearchService | None = None
         self.device = device
+        self.thumbs = ThumbnailCache(None)  # SearchServer sets the configured cache
 
     def _service(self, context: grpc.ServicerContext) -> SearchService:
         if self.service is None:
@@ -150,3 +156,14 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             accepts_images_and_text=service.accepts_images_and_text,
         )
 
+    def Thumbnail(self, request: search_pb2.ThumbnailRequest, context: grpc.ServicerContext
+                  ) -> search_pb2.ThumbnailResponse:
+        service = self._service(context)
+        try:
+            searcher = service.index.current
+            root = None if service.config.absolute_paths else searcher.root
+            thumb = thumbnail(searcher.catalog, request.id, request.size,
+                              service.config.limits, self.thumbs, root)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status code
+            context.abort(*status_for(exc))
+        return search_pb2.ThumbnailResponse(jpeg=thumb.jpeg, path=thumb.path)

@@ -46,7 +46,8 @@ def photos(tmp_path_factory) -> list[Path]:
 
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
+    # protos/ too: the installed visearch.v1 may be another checkout's generated code.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "protos")])
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 

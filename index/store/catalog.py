@@ -234,6 +234,15 @@ class Catalog:
                 f"SELECT id, path FROM images WHERE id IN ({marks})", chunk))
         return out
 
+    def live_record(self, row_id: int) -> ImageRecord | None:
+        """The stored file of a live (not deleted) id, or None: what the server may show."""
+        row = self._conn().execute(
+            "SELECT path, size, mtime_ns, sha256 FROM images WHERE id = ? AND deleted = 0",
+            (int(row_id),)).fetchone()
+        if row is None:
+            return None
+        return ImageRecord(_from_db(row[0]), int(row[1]), int(row[2]), str(row[3]), int(row_id))
+
     def ids_for_paths(self, paths: Iterable[str]) -> dict[str, int]:
         return {path: row.id for path, row in self.live_by_path(paths).items()}
 

@@ -22,7 +22,8 @@ def loaded_after(code: str) -> list[str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("module", ["server.client", "evaluation.remote"])
+@pytest.mark.parametrize("module", ["server.client", "evaluation.remote", "server.web.app",
+                                    "server.web.runner", "cli.web"])
 def test_client_modules_import_no_torch_or_faiss(module):
     assert loaded_after(f"import {module}") == []
 
@@ -46,6 +47,6 @@ def test_every_subcommand_has_help():
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert {"build", "serve", "query", "health", "eval"} <= set(commands)
+    assert {"build", "serve", "query", "health", "eval", "web"} <= set(commands)
     for name, sub in commands.items():
         assert sub.format_help().startswith("usage: visearch " + name)

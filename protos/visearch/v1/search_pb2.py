@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18visearch/v1/search.proto\x12\x0bvisearch.v1\"C\n\x07\x43ropBox\x12\x0c\n\x04left\x18\x01 \x01(\r\x12\x0b\n\x03top\x18\x02 \x01(\r\x12\r\n\x05right\x18\x03 \x01(\r\x12\x0e\n\x06\x62ottom\x18\x04 \x01(\r\">\n\nImageQuery\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\"\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x14.visearch.v1.CropBox\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xd7\x01\n\rSearchRequest\x12&\n\x05image\x18\x01 \x01(\x0b\x32\x17.visearch.v1.ImageQuery\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\tembedding\x18\x03 \x01(\x0b\x32\x16.visearch.v1.Embedding\x12\t\n\x01k\x18\x04 \x01(\r\x12\x13\n\x06nprobe\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rrefine_factor\x18\x06 \x01(\rH\x02\x88\x01\x01\x42\x07\n\x05_textB\t\n\x07_nprobeB\x10\n\x0e_refine_factor\".\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"S\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08\x65mbed_ms\x18\x02 \x01(\x01\x12\x11\n\tsearch_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"n\n\x0eSearchResponse\x12\x1e\n\x04hits\x18\x01 \x03(\x0b\x32\x10.visearch.v1.Hit\x12%\n\x07timings\x18\x02 \x01(\x0b\x32\x14.visearch.v1.Timings\x12\x15\n\rindex_version\x18\x03 \x01(\r\"B\n\x12SearchBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.visearch.v1.SearchRequest\"+\n\nQueryError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"x\n\x11SearchBatchResult\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1b.visearch.v1.SearchResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.visearch.v1.QueryErrorH\x00\x42\x08\n\x06result\"]\n\x13SearchBatchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.visearch.v1.SearchBatchResult\x12\x15\n\rindex_version\x18\x02 \x01(\r\"\r\n\x0bInfoRequest\"\xd4\x02\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x11\n\tuntrained\x18\x03 \x01(\x08\x12\x16\n\x0eweights_sha256\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x14\n\x0cvector_count\x18\x06 \x01(\x04\x12\x12\n\nindex_spec\x18\x07 \x01(\t\x12\r\n\x05\x65xact\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\t \x01(\r\x12\x15\n\rrefine_factor\x18\n \x01(\r\x12\x12\n\nbuild_time\x18\x0b \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x0c \x01(\r\x12\x15\n\rindex_version\x18\r \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\x12\r\n\x05max_k\x18\x0f \x01(\r\x12\x1f\n\x17\x61\x63\x63\x65pts_images_and_text\x18\x10 \x01(\x08\x32\xe0\x01\n\x0cVisualSearch\x12\x41\n\x06Search\x12\x1a.visearch.v1.SearchRequest\x1a\x1b.visearch.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.visearch.v1.SearchBatchRequest\x1a .visearch.v1.SearchBatchResponse\x12;\n\x04Info\x12\x18.visearch.v1.InfoRequest\x1a\x19.visearch.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18visearch/v1/search.proto\x12\x0bvisearch.v1\"C\n\x07\x43ropBox\x12\x0c\n\x04left\x18\x01 \x01(\r\x12\x0b\n\x03top\x18\x02 \x01(\r\x12\r\n\x05right\x18\x03 \x01(\r\x12\x0e\n\x06\x62ottom\x18\x04 \x01(\r\">\n\nImageQuery\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\"\n\x04\x63rop\x18\x02 \x01(\x0b\x32\x14.visearch.v1.CropBox\"\x1b\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\xf9\x01\n\rSearchRequest\x12&\n\x05image\x18\x01 \x01(\x0b\x32\x17.visearch.v1.ImageQuery\x12\x11\n\x04text\x18\x02 \x01(\tH\x00\x88\x01\x01\x12)\n\tembedding\x18\x03 \x01(\x0b\x32\x16.visearch.v1.Embedding\x12\t\n\x01k\x18\x04 \x01(\r\x12\x13\n\x06nprobe\x18\x05 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\rrefine_factor\x18\x06 \x01(\rH\x02\x88\x01\x01\x12\x14\n\x07like_id\x18\x07 \x01(\x03H\x03\x88\x01\x01\x42\x07\n\x05_textB\t\n\x07_nprobeB\x10\n\x0e_refine_factorB\n\n\x08_like_id\".\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"S\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x10\n\x08\x65mbed_ms\x18\x02 \x01(\x01\x12\x11\n\tsearch_ms\x18\x03 \x01(\x01\x12\x10\n\x08total_ms\x18\x04 \x01(\x01\"n\n\x0eSearchResponse\x12\x1e\n\x04hits\x18\x01 \x03(\x0b\x32\x10.visearch.v1.Hit\x12%\n\x07timings\x18\x02 \x01(\x0b\x32\x14.visearch.v1.Timings\x12\x15\n\rindex_version\x18\x03 \x01(\r\"B\n\x12SearchBatchRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.visearch.v1.SearchRequest\"+\n\nQueryError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"x\n\x11SearchBatchResult\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1b.visearch.v1.SearchResponseH\x00\x12(\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x17.visearch.v1.QueryErrorH\x00\x42\x08\n\x06result\"]\n\x13SearchBatchResponse\x12/\n\x07results\x18\x01 \x03(\x0b\x32\x1e.visearch.v1.SearchBatchResult\x12\x15\n\rindex_version\x18\x02 \x01(\r\"\r\n\x0bInfoRequest\"\xd4\x02\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x12\n\npretrained\x18\x02 \x01(\t\x12\x11\n\tuntrained\x18\x03 \x01(\x08\x12\x16\n\x0eweights_sha256\x18\x04 \x01(\t\x12\x0b\n\x03\x64im\x18\x05 \x01(\r\x12\x14\n\x0cvector_count\x18\x06 \x01(\x04\x12\x12\n\nindex_spec\x18\x07 \x01(\t\x12\r\n\x05\x65xact\x18\x08 \x01(\x08\x12\x16\n\x0e\x64\x65\x66\x61ult_nprobe\x18\t \x01(\r\x12\x15\n\rrefine_factor\x18\n \x01(\r\x12\x12\n\nbuild_time\x18\x0b \x01(\t\x12\x16\n\x0e\x66ormat_version\x18\x0c \x01(\r\x12\x15\n\rindex_version\x18\r \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x0e \x01(\t\x12\r\n\x05max_k\x18\x0f \x01(\r\x12\x1f\n\x17\x61\x63\x63\x65pts_images_and_text\x18\x10 \x01(\x08\",\n\x10ThumbnailRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04size\x18\x02 \x01(\r\"/\n\x11ThumbnailResponse\x12\x0c\n\x04jpeg\x18\x01 \x01(\x0c\x12\x0c\n\x04path\x18\x02 \x01(\t2\xac\x02\n\x0cVisualSearch\x12\x41\n\x06Search\x12\x1a.visearch.v1.SearchRequest\x1a\x1b.visearch.v1.SearchResponse\x12P\n\x0bSearchBatch\x12\x1f.visearch.v1.SearchBatchRequest\x1a .visearch.v1.SearchBatchResponse\x12;\n\x04Info\x12\x18.visearch.v1.InfoRequest\x1a\x19.visearch.v1.InfoResponse\x12J\n\tThumbnail\x12\x1d.visearch.v1.ThumbnailRequest\x1a\x1e.visearch.v1.ThumbnailResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,25 +38,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EMBEDDING']._serialized_start=174
   _globals['_EMBEDDING']._serialized_end=201
   _globals['_SEARCHREQUEST']._serialized_start=204
-  _globals['_SEARCHREQUEST']._serialized_end=419
-  _globals['_HIT']._serialized_start=421
-  _globals['_HIT']._serialized_end=467
-  _globals['_TIMINGS']._serialized_start=469
-  _globals['_TIMINGS']._serialized_end=552
-  _globals['_SEARCHRESPONSE']._serialized_start=554
-  _globals['_SEARCHRESPONSE']._serialized_end=664
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=666
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=732
-  _globals['_QUERYERROR']._serialized_start=734
-  _globals['_QUERYERROR']._serialized_end=777
-  _globals['_SEARCHBATCHRESULT']._serialized_start=779
-  _globals['_SEARCHBATCHRESULT']._serialized_end=899
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=901
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=994
-  _globals['_INFOREQUEST']._serialized_start=996
-  _globals['_INFOREQUEST']._serialized_end=1009
-  _globals['_INFORESPONSE']._serialized_start=1012
-  _globals['_INFORESPONSE']._serialized_end=1352
-  _globals['_VISUALSEARCH']._serialized_start=1355
-  _globals['_VISUALSEARCH']._serialized_end=1579
+  _globals['_SEARCHREQUEST']._serialized_end=453
+  _globals['_HIT']._serialized_start=455
+  _globals['_HIT']._serialized_end=501
+  _globals['_TIMINGS']._serialized_start=503
+  _globals['_TIMINGS']._serialized_end=586
+  _globals['_SEARCHRESPONSE']._serialized_start=588
+  _globals['_SEARCHRESPONSE']._serialized_end=698
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=700
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=766
+  _globals['_QUERYERROR']._serialized_start=768
+  _globals['_QUERYERROR']._serialized_end=811
+  _globals['_SEARCHBATCHRESULT']._serialized_start=813
+  _globals['_SEARCHBATCHRESULT']._serialized_end=933
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=935
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1028
+  _globals['_INFOREQUEST']._serialized_start=1030
+  _globals['_INFOREQUEST']._serialized_end=1043
+  _globals['_INFORESPONSE']._serialized_start=1046
+  _globals['_INFORESPONSE']._serialized_end=1386
+  _globals['_THUMBNAILREQUEST']._serialized_start=1388
+  _globals['_THUMBNAILREQUEST']._serialized_end=1432
+  _globals['_THUMBNAILRESPONSE']._serialized_start=1434
+  _globals['_THUMBNAILRESPONSE']._serialized_end=1481
+  _globals['_VISUALSEARCH']._serialized_start=1484
+  _globals['_VISUALSEARCH']._serialized_end=1784
 # @@protoc_insertion_point(module_scope)

@@ -33,20 +33,22 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("image", "text", "embedding", "k", "nprobe", "refine_factor")
+    __slots__ = ("image", "text", "embedding", "k", "nprobe", "refine_factor", "like_id")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     REFINE_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    LIKE_ID_FIELD_NUMBER: _ClassVar[int]
     image: ImageQuery
     text: str
     embedding: Embedding
     k: int
     nprobe: int
     refine_factor: int
-    def __init__(self, image: _Optional[_Union[ImageQuery, _Mapping]] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ...) -> None: ...
+    like_id: int
+    def __init__(self, image: _Optional[_Union[ImageQuery, _Mapping]] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., like_id: _Optional[int] = ...) -> None: ...
 
 class Hit(_message.Message):
     __slots__ = ("id", "path", "score")
@@ -149,3 +151,19 @@ class InfoResponse(_message.Message):
     max_k: int
     accepts_images_and_text: bool
     def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ...) -> None: ...
+
+class ThumbnailRequest(_message.Message):
+    __slots__ = ("id", "size")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    size: int
+    def __init__(self, id: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ThumbnailResponse(_message.Message):
+    __slots__ = ("jpeg", "path")
+    JPEG_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    jpeg: bytes
+    path: str
+    def __init__(self, jpeg: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...

@@ -50,6 +50,11 @@ class VisualSearchStub:
                 request_serializer=visearch_dot_v1_dot_search__pb2.InfoRequest.SerializeToString,
                 response_deserializer=visearch_dot_v1_dot_search__pb2.InfoResponse.FromString,
                 _registered_method=True)
+        self.Thumbnail = channel.unary_unary(
+                '/visearch.v1.VisualSearch/Thumbnail',
+                request_serializer=visearch_dot_v1_dot_search__pb2.ThumbnailRequest.SerializeToString,
+                response_deserializer=visearch_dot_v1_dot_search__pb2.ThumbnailResponse.FromString,
+                _registered_method=True)
 
 
 class VisualSearchServicer:
@@ -77,6 +82,13 @@ class VisualSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Thumbnail(self, request, context):
+        """A JPEG thumbnail of one indexed image, by id (never by path): for the web page.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisualSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +106,11 @@ def add_VisualSearchServicer_to_server(servicer, server):
                     servicer.Info,
                     request_deserializer=visearch_dot_v1_dot_search__pb2.InfoRequest.FromString,
                     response_serializer=visearch_dot_v1_dot_search__pb2.InfoResponse.SerializeToString,
+            ),
+            'Thumbnail': grpc.unary_unary_rpc_method_handler(
+                    servicer.Thumbnail,
+                    request_deserializer=visearch_dot_v1_dot_search__pb2.ThumbnailRequest.FromString,
+                    response_serializer=visearch_dot_v1_dot_search__pb2.ThumbnailResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class VisualSearch:
             '/visearch.v1.VisualSearch/Info',
             visearch_dot_v1_dot_search__pb2.InfoRequest.SerializeToString,
             visearch_dot_v1_dot_search__pb2.InfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Thumbnail(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visearch.v1.VisualSearch/Thumbnail',
+            visearch_dot_v1_dot_search__pb2.ThumbnailRequest.SerializeToString,
+            visearch_dot_v1_dot_search__pb2.ThumbnailResponse.FromString,
             options,
             channel_credentials,
             insecure,
