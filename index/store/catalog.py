@@ -246,6 +246,30 @@ class Catalog:
         return np.array([r[0] for r in self._conn().execute(query + " ORDER BY id", args)],
                         dtype=np.int64)
 
+    def live_rows(self) -> list[tuple[int, str]]:
+        """(id, path) of every live image, in id order (prune and delete match paths here)."""
+        return [(int(i), _from_db(p)) for i, p in self._conn().execute(
+            "SELECT id, path FROM images WHERE deleted = 0 ORDER BY id")]
+
+    def live_among(self, ids: Sequence[int]) -> list[int]:
+        """The ids of ``ids`` that name live images, in the given order."""
+        ids = [int(i) for i in ids]
+        live: set[int] = set()
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[start:start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            live.update(r[0] for r in self._conn().execute(
+                f"SELECT id FROM images WHERE deleted = 0 AND id IN ({marks})", chunk))
+        return [i for i in ids if i in live]
+
+    def retire(self, ids: Sequence[int], run_id: int) -> int:
+        """Mark ``ids`` deleted by ``run_id``, in one transaction; returns how many were live.
+        Their vectors stay in the shards but no published index holds them again."""
+        with self._conn() as conn:
+            return sum(conn.execute("UPDATE images SET deleted = 1, deleted_run = ? "
+                                    "WHERE id = ? AND deleted = 0", (run_id, int(i))).rowcount
+                       for i in ids)
+
     def deleted_since(self, run_id: int) -> np.ndarray:
         """Ids retired by runs after ``run_id`` (their files changed)."""
         return np.array([r[0] for r in self._conn().execute(
