@@ -24,7 +24,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP + (
         ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
         "turns it NOT_SERVING, lets in-flight calls finish, and exits 0. SIGHUP re-reads "
-        "the token files."))
+        "the token files and looks at CURRENT at once."))
     parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
     parser.add_argument("--host", default=SERVER_DEFAULTS.host,
                         help="address to bind; 0.0.0.0 or [::] for all, which needs TLS, "
@@ -51,8 +51,27 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                              "%(default)s)")
     parser.add_argument("--grace", type=float, default=SERVER_DEFAULTS.grace_seconds,
                         help="seconds in-flight calls get at shutdown (default: %(default)s)")
+    add_live_arguments(parser)
     add_server_security_arguments(parser)
     parser.set_defaults(handler=serve_command)
+
+
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "live index", "A read-only server follows CURRENT and swaps in each new version "
+        "(same model only). A --writable server is the directory's single writer.")
+    group.add_argument("--follow-seconds", type=float, default=SERVER_DEFAULTS.follow_seconds,
+                       help="poll CURRENT this often; 0: only on SIGHUP (default: %(default)s)")
+    group.add_argument("--writable", action="store_true",
+                       help="accept Upsert and Delete; holds the build lock while serving")
+    group.add_argument("--publish-every", type=positive_int,
+                       default=SERVER_DEFAULTS.publish_every,
+                       help="--writable: publish a version after this many written items "
+                            "(default: %(default)s)")
+    group.add_argument("--publish-seconds", type=float,
+                       default=SERVER_DEFAULTS.publish_seconds,
+                       help="--writable: publish pending writes at least this often "
+                            "(default: %(default)s)")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,6 +115,8 @@ def serve_command(args: argparse.Namespace) -> int:
         index_dir=args.index, host=args.host, port=args.port, device=args.device,
         checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
         grace_seconds=args.grace, port_file=args.port_file, security=security,
+        follow_seconds=args.follow_seconds, writable=args.writable,
+        publish_every=args.publish_every, publish_seconds=args.publish_seconds,
         service=ServiceConfig(limits=DecodeLimits(max_pixels=args.max_pixels),
                               max_k=args.max_k, batch_max=args.batch_max,
                               batch_wait_ms=args.batch_wait_ms),

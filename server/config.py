@@ -69,3 +69,9 @@ class ServerConfig:
     port_file: Path | None = None
     service: ServiceConfig = field(default_factory=ServiceConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    # Live index: poll CURRENT this often (0: never); or be the directory's single writer,
+    # publishing a version every ``publish_every`` writes or ``publish_seconds`` seconds.
+    follow_seconds: float = 2.0
+    writable: bool = False
+    publish_every: int = 1000
+    publish_seconds: float = 30.0

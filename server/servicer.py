@@ -146,5 +146,6 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             build_time=m.created, format_version=m.format_version, index_version=m.version,
             device=self.device, max_k=service.config.max_k,
             accepts_images_and_text=service.accepts_images_and_text,
+            **service.index.info_fields(),  # type: ignore[arg-type]
         )
 

@@ -46,7 +46,8 @@ def photos(tmp_path_factory) -> list[Path]:
 
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT)
+    # protos/ too: `visearch.v1` must be this checkout's generated code, not an installed one.
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "protos")])
     env.setdefault("HF_HUB_OFFLINE", "1")
     return env
 
