@@ -21,6 +21,7 @@ from cli.delete import add_delete_parser
 from cli.eval import add_eval_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
+from cli.upsert import add_upsert_parser
 from common.errors import VisearchError
 
 EXIT_ERROR = 1
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(subparsers)
     add_sync_parser(subparsers)
     add_delete_parser(subparsers)
+    add_upsert_parser(subparsers)
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
     add_health_parser(subparsers)

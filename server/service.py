@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,7 @@ class SearchService:
         self.index = index
         self.model = model
         self.config = config
+        self.writer: Any = None  # server.writer.OnlineWriter on a --writable server
 
     def search(self, query: Query, timeout: float | None = None,
                cancelled: threading.Event | None = None) -> Result:

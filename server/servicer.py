@@ -14,6 +14,7 @@ from common.paths import display_path
 from embedder.decode import ImageDecodeError
 from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
 from index.store.contract import NoModelError
+from server import write_api
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
 from server.query import Query
@@ -23,10 +24,12 @@ from server.service import (
     Result,
     SearchService,
 )
+from server.writer import InvalidItemError
 
 log = logging.getLogger("visearch.server")
 
 STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidItemError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
     (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
     (NoModelError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -149,3 +152,18 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             **service.index.info_fields(),  # type: ignore[arg-type]
         )
 
+    def Upsert(self, request: search_pb2.UpsertRequest, context: grpc.ServicerContext
+               ) -> search_pb2.UpsertResponse:
+        service = self._service(context)
+        try:
+            return write_api.upsert(service, request, context, status_for)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status code
+            context.abort(*status_for(exc))
+
+    def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext
+               ) -> search_pb2.DeleteResponse:
+        service = self._service(context)
+        try:
+            return write_api.delete(service, request)
+        except Exception as exc:  # noqa: BLE001
+            context.abort(*status_for(exc))

@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS shards (
     first_id INTEGER NOT NULL,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (id, key)
+);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -314,6 +320,29 @@ class Catalog:
             conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
                          (shard.shard, shard.file, shard.first_id, shard.count))
             conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
+
+    def append_to_shard(self, shard: Shard, images: Sequence[ImageRecord], run_id: int,
+                        metadata: Sequence[dict[str, str]] = ()) -> None:
+        """An online write: ``images`` are the last rows of ``shard`` (a write-ahead shard
+        whose row count grows), stored with their metadata in one transaction. A key that
+        was live loses its old id, as a changed file does in ``add_shard``."""
+        first = shard.first_id + shard.count - len(images)
+        keys = [_to_db(im.path) for im in images]
+        with self._conn() as conn:
+            _note_raw_paths(conn, keys)
+            conn.executemany(
+                "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
+                [(run_id, key) for key in keys])
+            conn.executemany(
+                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(first + i, key, im.size, im.mtime_ns, im.sha256, run_id)
+                 for i, (key, im) in enumerate(zip(keys, images, strict=True))])
+            conn.executemany("INSERT INTO metadata VALUES (?, ?, ?)",
+                             [(first + i, k, v) for i, meta in enumerate(metadata)
+                              for k, v in sorted(meta.items())])
+            conn.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
+                         (shard.shard, shard.file, shard.first_id, shard.count))
 
     def shards(self) -> list[Shard]:
         return [Shard(*r) for r in self._conn().execute(
