@@ -211,4 +211,5 @@ def test_stock_health_stub_and_reflection(server):
         services = set(database.get_services())
         assert {"visearch.v1.VisualSearch", "grpc.health.v1.Health"} <= services
         proto = database.FindFileContainingSymbol("visearch.v1.VisualSearch")
-        assert [m.name for m in proto.service[0].method] == ["Search", "SearchBatch", "Info"]
+        assert [m.name for m in proto.service[0].method] == ["Search", "SearchBatch", "Info",
+                                                              "Upsert", "Delete"]
