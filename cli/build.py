@@ -38,6 +38,9 @@ Index choice: below 10,000 vectors an exact flat index; above, IVF-PQ with
 nlist ~ 4*sqrt(N) (a power of two), PQ M = largest divisor of dim <= 64, 8 bits.
 """
 
+SYNC_HELP = ("bring the index IDX in line with PATH...: add new images, re-embed changed ones, "
+             "remove those that vanished")
+
 
 def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("build", help=BUILD_HELP, description=BUILD_HELP,
@@ -45,6 +48,25 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", metavar="PATH", help="directory, image, or @list.txt")
     parser.add_argument("--out", required=True, type=Path, help="index directory")
+    parser.add_argument("--prune", action="store_true",
+                        help="also remove indexed files under PATH... that no longer exist")
+    add_build_options(parser)
+    parser.set_defaults(handler=build_command)
+
+
+def add_sync_parser(subparsers: argparse._SubParsersAction) -> None:
+    """`visearch sync IDX PATH...`: `build PATH... --out IDX --prune` under its obvious name."""
+    parser = subparsers.add_parser("sync", help=SYNC_HELP, description=SYNC_HELP,
+                                   epilog=BUILD_EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, metavar="IDX", help="index directory")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="directory, image, or @list.txt")
+    add_build_options(parser)
+    parser.set_defaults(handler=build_command, prune=True)
+
+
+def add_build_options(parser: argparse.ArgumentParser) -> None:
+    """Model, decoding and index options shared by `build` and `sync`."""
     add_model_arguments(parser)
     add_decode_arguments(parser)
     group = parser.add_argument_group("index")
@@ -62,7 +84,6 @@ def add_build_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="train and add on the CPU even when faiss has a GPU")
     parser.add_argument("--report", type=Path, help="write the build report as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.set_defaults(handler=build_command)
 
 
 def build_command(args: argparse.Namespace) -> int:
@@ -79,6 +100,7 @@ def build_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         shard_size=args.shard_size,
+        prune=args.prune,
         indexing=IndexingOptions(
             overrides=IndexOverrides(args.index_spec, args.nlist, args.pq_m, args.nbits),
             vector_dtype=args.vector_dtype,
@@ -156,5 +178,7 @@ def report_json(report: BuildReport) -> dict[str, Any]:
         "repaired_index": report.indexing.repaired,
         "new_version": report.indexing.published,
         "faiss_device": report.indexing.faiss_device,
+        "missing_on_disk": report.missing_on_disk,
+        "pruned": report.pruned,
         "untrained_model": m.model.untrained,
     }

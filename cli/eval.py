@@ -124,7 +124,7 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
 
     settings_ = searcher.manifest.index
     ks = [k for k in args.k if k <= searcher.ntotal] or [min(args.k[0], searcher.ntotal)]
-    live = searcher.catalog.live_ids()
+    live = searcher.held_ids()  # deleted rows are neither queries nor ground truth
     if args.queries:
         from evaluation.queries import embed_folder
 
@@ -190,7 +190,7 @@ def _label_mode(args: argparse.Namespace, searcher: Any, backend: Any,
     from evaluation.quality import evaluate_labels, labels_from_folders, read_labels
 
     labels = read_labels(args.labels) if args.labels else \
-        labels_from_folders(searcher.paths(searcher.catalog.live_ids()))
+        labels_from_folders(searcher.paths(searcher.held_ids()))
     nprobe = args.nprobe[0] if args.nprobe else None
     quality = evaluate_labels(backend, searcher.catalog, searcher.store, labels, args.k,
                               nprobe, args.num_queries, args.seed)

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 
 from PIL import Image
 
-from cli.build import add_build_parser
+from cli.build import add_build_parser, add_sync_parser
 from cli.check import add_check_parsers
+from cli.delete import add_delete_parser
 from cli.eval import add_eval_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
+from cli.upsert import add_upsert_parser
 from cli.web import add_web_parser
 from common.errors import VisearchError
 
@@ -33,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_build_parser(subparsers)
+    add_sync_parser(subparsers)
+    add_delete_parser(subparsers)
+    add_upsert_parser(subparsers)
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
     add_health_parser(subparsers)

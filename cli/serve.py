@@ -26,7 +26,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help=SERVE_HELP, description=SERVE_HELP + (
         ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
         "turns it NOT_SERVING, lets in-flight calls finish, and exits 0. SIGHUP re-reads "
-        "the token files."))
+        "the token files and looks at CURRENT at once."))
     parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
     parser.add_argument("--host", default=SERVER_DEFAULTS.host,
                         help="address to bind; 0.0.0.0 or [::] for all, which needs TLS, "
@@ -53,6 +53,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--absolute-paths", action="store_true",
                         help="hits carry the server's absolute file paths instead of paths "
                              "relative to the build root")
+    add_live_arguments(parser)
     add_server_security_arguments(parser)
     add_serve_http_arguments(parser)
     parser.set_defaults(handler=serve_command)
@@ -91,6 +92,24 @@ def default_thumb_cache() -> Path:
     serves every index on the machine."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "visearch" / "thumbs"
+
+
+def add_live_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "live index", "A read-only server follows CURRENT and swaps in each new version "
+        "(same model only). A --writable server is the directory's single writer.")
+    group.add_argument("--follow-seconds", type=float, default=SERVER_DEFAULTS.follow_seconds,
+                       help="poll CURRENT this often; 0: only on SIGHUP (default: %(default)s)")
+    group.add_argument("--writable", action="store_true",
+                       help="accept Upsert and Delete; holds the build lock while serving")
+    group.add_argument("--publish-every", type=positive_int,
+                       default=SERVER_DEFAULTS.publish_every,
+                       help="--writable: publish a version after this many written items "
+                            "(default: %(default)s)")
+    group.add_argument("--publish-seconds", type=float,
+                       default=SERVER_DEFAULTS.publish_seconds,
+                       help="--writable: publish pending writes at least this often "
+                            "(default: %(default)s)")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -141,6 +160,8 @@ def serve_command(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
         grace_seconds=args.grace, port_file=args.port_file, security=security,
         max_queue=args.max_queue,
+        follow_seconds=args.follow_seconds, writable=args.writable,
+        publish_every=args.publish_every, publish_seconds=args.publish_seconds,
         service=ServiceConfig(limits=DecodeLimits(max_pixels=args.max_pixels),
                               max_k=args.max_k, max_candidates=args.max_candidates,
                               max_text_bytes=args.max_text_bytes,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from common.errors import VisearchError
@@ -133,7 +132,7 @@ def _check_index(directory: IndexDirectory, catalog: Catalog | None, manifest: M
     if catalog is not None:
         max_id = int(manifest.build.get("max_id", catalog.next_id() - 1))
         live = catalog.live_ids(max_id)
-        indexed = np.sort(index_ids(index))
+        indexed = np.sort(ann.stored_ids(index))
         if not np.array_equal(indexed, live):
             missing = len(np.setdiff1d(live, indexed))
             extra = len(np.setdiff1d(indexed, live))
@@ -143,18 +142,6 @@ def _check_index(directory: IndexDirectory, catalog: Catalog | None, manifest: M
             return
     findings.append(Finding("index", True, f"version {manifest.version}: {index.ntotal:,} "
                             f"vectors, ids match the catalog"))
-
-
-def index_ids(index: faiss.Index) -> np.ndarray:
-    """Every id stored in an IVF index or an IDMap."""
-    ivf = ann.ivf_of(index)
-    if ivf is None:
-        id_map = faiss.downcast_index(index).id_map  # type: ignore[attr-defined]
-        return faiss.vector_to_array(id_map).astype(np.int64)
-    invlists = ivf.invlists
-    parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
-             for i in range(invlists.nlist) if invlists.list_size(i)]
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def _check_leftovers(directory: IndexDirectory, catalog: Catalog | None,

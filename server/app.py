@@ -25,6 +25,8 @@ from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
 from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
+from server.follow import chain_sighup
+from server.live import LiveIndex, start_live
 from server.service import load_service
 from server.servicer import VisualSearchServicer
 from server.thumbs import ThumbnailCache
@@ -153,6 +155,7 @@ class SearchServer:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
         self.port = 0
         self._stopped = threading.Event()
+        self.live: LiveIndex | None = None  # follows CURRENT or writes (server.live)
 
     def start(self) -> int:
         self.port = bind(self._server, self.config.host, self.config.port, self.config.security)
@@ -167,6 +170,7 @@ class SearchServer:
                                checkpoint=self.config.checkpoint, config=self.config.service)
         self.servicer.device = service.model.device if service.model else "none"
         log.info("%s", runtime_report(self.servicer.device))
+        self.live = start_live(self.config, service)
         self.servicer.service = service
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -199,6 +203,8 @@ class SearchServer:
                 max(0.0, deadline - time.monotonic())):
             log.warning("in-flight calls outlived the %.0f s grace period", grace)
         self._server.stop(0).wait()
+        if self.live is not None:
+            self.live.stop()
         if self.servicer.service is not None:
             self.servicer.service.close()
         log.info("stopped")
@@ -259,6 +265,7 @@ def serve(config: ServerConfig, http: WebConfig | None = None) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     restore_sighup = reload_tokens_on_sighup(server.auth)
+    restore_follow = chain_sighup(lambda: server.live.check_now() if server.live else None)
     try:
         try:
             server.load()
@@ -275,6 +282,7 @@ def serve(config: ServerConfig, http: WebConfig | None = None) -> int:
             web.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_follow()
         restore_sighup()
     return 0
 

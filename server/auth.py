@@ -30,9 +30,9 @@ from server.credentials import CredentialsError, read_token_file
 
 log = logging.getLogger("visearch.server")
 
-# Full method names of the calls that change the index. The live-index work adds
-# "/visearch.v1.VisualSearch/Upsert" and "/visearch.v1.VisualSearch/Delete" here.
-WRITE_METHODS: frozenset[str] = frozenset()
+# Full method names of the calls that change the index.
+WRITE_METHODS: frozenset[str] = frozenset({"/visearch.v1.VisualSearch/Upsert",
+                                           "/visearch.v1.VisualSearch/Delete"})
 
 # Services that answer without a token unless auth_health is set.
 OPEN_PREFIXES = (

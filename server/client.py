@@ -50,6 +50,22 @@ class QueryFailed:
     message: str
 
 
+@dataclass(frozen=True)
+class Upserted:
+    """One upserted item: its new id, or (id -1) the code and message of its error."""
+
+    key: str
+    id: int
+    error: QueryFailed | None = None
+
+
+@dataclass(frozen=True)
+class Deleted:
+    removed: int
+    unknown_keys: list[str]
+    unknown_ids: list[int]
+
+
 def image_request(image: bytes | str | Path, *, k: int = 10,
                   crop: Sequence[int] | None = None, nprobe: int | None = None,
                   refine_factor: int | None = None) -> search_pb2.SearchRequest:
@@ -153,6 +169,42 @@ class SearchClient:
                                          timeout=timeout or self.timeout)
         return [result_from_proto(r.response) if r.HasField("response")
                 else QueryFailed(r.error.code, r.error.message) for r in response.results]
+
+    def upsert(self, items: Sequence[search_pb2.UpsertItem], *, allow_partial: bool = False,
+               timeout: float | None = None) -> list[Upserted]:
+        """Add or replace items on a ``--writable`` server; durable and searchable on return."""
+        response = self.stub.Upsert(
+            search_pb2.UpsertRequest(items=items, allow_partial=allow_partial),
+            timeout=timeout or self.timeout)
+        return [Upserted(r.key, r.id, QueryFailed(r.error.code, r.error.message)
+                         if r.HasField("error") else None) for r in response.results]
+
+    def upsert_images(self, images: Sequence[str | Path] | dict[str, bytes], *,
+                      metadata: dict[str, dict[str, str]] | None = None,
+                      **kwargs: Any) -> list[Upserted]:
+        """Image files (the key is the absolute path) or ``{key: image bytes}``."""
+        pairs = images.items() if isinstance(images, dict) else \
+            [(str(Path(p).resolve()), Path(p).read_bytes()) for p in images]
+        return self.upsert([search_pb2.UpsertItem(key=key, image=data,
+                                                  metadata=(metadata or {}).get(key, {}))
+                            for key, data in pairs], **kwargs)
+
+    def upsert_vectors(self, keys: Sequence[str], vectors: np.ndarray, *,
+                       metadata: Sequence[dict[str, str]] | None = None,
+                       **kwargs: Any) -> list[Upserted]:
+        rows = np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1)
+        return self.upsert([search_pb2.UpsertItem(
+            key=key, embedding=search_pb2.Embedding(values=row.tolist()),
+            metadata=metadata[i] if metadata else {}) for i, (key, row) in
+            enumerate(zip(keys, rows, strict=True))], **kwargs)
+
+    def delete(self, keys: Sequence[str] = (), ids: Sequence[int] = (),
+               timeout: float | None = None) -> Deleted:
+        """Retire items by key or id on a ``--writable`` server; gone from search on return."""
+        response = self.stub.Delete(search_pb2.DeleteRequest(keys=keys, ids=ids),
+                                    timeout=timeout or self.timeout)
+        return Deleted(response.removed, list(response.unknown_keys),
+                       list(response.unknown_ids))
 
     def info(self) -> dict[str, Any]:
         from google.protobuf.json_format import MessageToDict

@@ -93,3 +93,9 @@ class ServerConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     thumb_cache_dir: Path | None = None  # None: thumbnails are made anew every time
     thumb_cache_bytes: int = 256 * 1024 * 1024
+    # Live index: poll CURRENT this often (0: never); or be the directory's single writer,
+    # publishing a version every ``publish_every`` writes or ``publish_seconds`` seconds.
+    follow_seconds: float = 2.0
+    writable: bool = False
+    publish_every: int = 1000
+    publish_seconds: float = 30.0

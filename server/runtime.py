@@ -18,6 +18,7 @@ from embedder.config import DecodeLimits
 from embedder.embedder import Embedder
 from embedder.inputs import ModelInput
 from index.ann.search import Searcher
+from index.store.manifest import utc_now
 from server.batcher import MicroBatcher
 
 # A micro-batch item: ("image", model input tensor) or ("text", str).
@@ -63,11 +64,20 @@ class ModelSide:
 
 
 class IndexHandle:
-    """The served index version, replaced by one reference assignment."""
+    """The served index version, replaced by one reference assignment.
+
+    Also what Info tells about it: when it was loaded, a newer version that was
+    refused and why, and advice about the index (e.g. that it has outgrown its training).
+    """
 
     def __init__(self, searcher: Searcher):
         self._current = searcher
         self._lock = threading.Lock()  # orders swaps; readers never take it
+        self.loaded_at = utc_now()
+        self.refused_version: int | None = None
+        self.refused_reason = ""
+        self.advice = ""
+        self.writable = False
 
     @property
     def current(self) -> Searcher:
@@ -78,4 +88,17 @@ class IndexHandle:
         requests already running keep using (close it once they are done)."""
         with self._lock:
             previous, self._current = self._current, searcher
+            self.loaded_at = utc_now()
+            if (self.refused_version or 0) <= searcher.manifest.version:
+                self.refused_version, self.refused_reason = None, ""
         return previous
+
+    def refuse(self, version: int, reason: str) -> None:
+        """Remember that ``version`` exists but was not loaded, and why."""
+        self.refused_version, self.refused_reason = version, reason
+
+    def info_fields(self) -> dict[str, object]:
+        """The InfoResponse fields about the served version beyond its manifest."""
+        return {"loaded_at": self.loaded_at, "refused_version": self.refused_version or 0,
+                "refused_reason": self.refused_reason, "writable": self.writable,
+                "index_advice": self.advice}

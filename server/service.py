@@ -14,6 +14,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,7 @@ class SearchService:
         self.model = model
         self.config = config
         self.decode_budget = PixelBudget(config.max_decode_pixels)
+        self.writer: Any = None  # server.writer.OnlineWriter on a --writable server
 
     def search(self, query: Query, timeout: float | None = None,
                cancelled: threading.Event | None = None) -> Result:

@@ -14,6 +14,7 @@ from common.paths import display_path
 from embedder.decode import ImageDecodeError
 from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
 from index.store.contract import NoModelError
+from server import write_api
 from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
@@ -26,10 +27,12 @@ from server.service import (
     SearchService,
 )
 from server.thumbs import ThumbnailCache, ThumbnailUnavailableError, thumbnail
+from server.writer import InvalidItemError
 
 log = logging.getLogger("visearch.server")
 
 STATUS_BY_ERROR: list[tuple[type[BaseException], grpc.StatusCode]] = [
+    (InvalidItemError, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidQueryError, grpc.StatusCode.INVALID_ARGUMENT),
     (UnknownIdError, grpc.StatusCode.NOT_FOUND),
     (ImageDecodeError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -154,6 +157,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             build_time=m.created, format_version=m.format_version, index_version=m.version,
             device=self.device, max_k=service.config.max_k,
             accepts_images_and_text=service.accepts_images_and_text,
+            **service.index.info_fields(),  # type: ignore[arg-type]
         )
 
     def Thumbnail(self, request: search_pb2.ThumbnailRequest, context: grpc.ServicerContext
@@ -167,3 +171,19 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
         except Exception as exc:  # noqa: BLE001 - every error becomes a status code
             context.abort(*status_for(exc))
         return search_pb2.ThumbnailResponse(jpeg=thumb.jpeg, path=thumb.path)
+
+    def Upsert(self, request: search_pb2.UpsertRequest, context: grpc.ServicerContext
+               ) -> search_pb2.UpsertResponse:
+        service = self._service(context)
+        try:
+            return write_api.upsert(service, request, context, status_for)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status code
+            context.abort(*status_for(exc))
+
+    def Delete(self, request: search_pb2.DeleteRequest, context: grpc.ServicerContext
+               ) -> search_pb2.DeleteResponse:
+        service = self._service(context)
+        try:
+            return write_api.delete(service, request)
+        except Exception as exc:  # noqa: BLE001
+            context.abort(*status_for(exc))

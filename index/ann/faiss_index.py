@@ -142,3 +142,15 @@ def train(index: faiss.Index, sample: np.ndarray) -> None:
         return
     log.info("training on %d vectors", len(sample))
     index.train(sample)
+
+
+def stored_ids(index: faiss.Index) -> np.ndarray:
+    """Every id stored in an IVF index or an IDMap."""
+    ivf = ivf_of(index)
+    if ivf is None:
+        id_map = faiss.downcast_index(index).id_map  # type: ignore[attr-defined]
+        return faiss.vector_to_array(id_map).astype(np.int64)
+    invlists = ivf.invlists
+    parts = [faiss.rev_swig_ptr(invlists.get_ids(i), invlists.list_size(i)).copy()
+             for i in range(invlists.nlist) if invlists.list_size(i)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)

@@ -120,6 +120,11 @@ class Searcher:
         ids = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
         return np.take_along_axis(exact, order, axis=1).astype(np.float32), ids
 
+    def held_ids(self) -> np.ndarray:
+        """The ids this version holds, sorted: live images only (deleted ones were removed
+        from its index), so evaluation samples queries and ground truth from them."""
+        return np.sort(ann.stored_ids(self.index))
+
     def paths(self, ids: np.ndarray | list[int]) -> dict[int, str]:
         wanted = [int(i) for i in np.asarray(ids).reshape(-1) if i >= 0]
         return self.catalog.paths(wanted) if wanted else {}

@@ -26,6 +26,8 @@ from index.build.publish import (
     NothingToIndexError,
     publish_index,
 )
+from index.build.retire import vanished
+from index.build.sources import input_roots
 from index.build.stages import (
     BatchEmbedder,
     FileLister,
@@ -56,6 +58,7 @@ class BuildConfig:
     workers: int = field(default_factory=default_workers)
     indexing: IndexingOptions = IndexingOptions()
     shard_size: int = DEFAULT_SHARD_SIZE
+    prune: bool = False  # retire indexed files under the inputs that no longer exist
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,17 @@ class BuildReport:
     ignored: int  # files without an image extension
     indexing: IndexingResult
     seconds: float
+    missing_on_disk: int = 0  # indexed files under the inputs that no longer exist
+    pruned: int = 0  # of those, retired by --prune
+
+    @property
+    def vanished_note(self) -> str:
+        if self.pruned:
+            return f"; removed {self.pruned} vanished files"
+        if self.missing_on_disk:
+            return (f"; {self.missing_on_disk} indexed files are missing on disk "
+                    f"(--prune or `visearch sync` removes them)")
+        return ""
 
     @property
     def failed(self) -> list[tuple[str, str]]:
@@ -103,6 +117,7 @@ class BuildReport:
                 f" already present, failed {len(self.failed)}; {m.live_count} vectors in "
                 f"{m.index.spec}{exact}, version {m.version}; {self.seconds:.1f} s, "
                 f"{rate:.1f} images/s"
+                + self.vanished_note
                 + ("; rebuilt the unreadable index from the stored vectors"
                    if self.indexing.repaired else "")
                 + (" [UNTRAINED model]" if m.model.untrained else ""))
@@ -135,7 +150,11 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
         run_id = catalog.start_run()
         stats = IngestStats(failed=list(listing.missing))
         identity = stored_identity(catalog)
+        gone = vanished(catalog, input_roots(cfg.inputs), {f.path for f in listing.files})
         try:
+            if cfg.prune and gone:
+                catalog.retire([i for i, _ in gone], run_id)
+                log.info("retired %d indexed files that no longer exist", len(gone))
             if planned.todo:
                 batch_embedder = stages.embedder()
                 identity = record_or_check(catalog, batch_embedder.identity)
@@ -157,7 +176,7 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
                            failed=len(stats.failed))
         catalog.close()
     return BuildReport(len(listing.files), planned.skipped, stats, listing.ignored, result,
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, len(gone), len(gone) if cfg.prune else 0)
 
 
 def _check_output(path: Path) -> None:

@@ -45,6 +45,7 @@ class IndexingOptions:
     use_gpu: bool = True
     retrain: bool = False
     progress: bool = True
+    keep_spec: bool = False  # deletes: keep the trained index even if the rule would now differ
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,10 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
     live = catalog.live_ids()
     if len(live) == 0:
         raise NothingToIndexError("no image could be indexed")
-    settings = settings_for(len(live), identity.embed_dim, previous, options.overrides)
+    if options.keep_spec and previous is not None and not options.retrain:
+        settings = previous.index
+    else:
+        settings = settings_for(len(live), identity.embed_dim, previous, options.overrides)
     if settings.exact and settings.auto:
         log.info("%d vectors: below %d an exact flat index is used (IVF-PQ needs more "
                  "training points)", len(live), FLAT_BELOW)

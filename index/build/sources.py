@@ -142,3 +142,25 @@ def _directory_errors(errors: list[OSError]) -> Iterator[tuple[str, str]]:
     for exc in errors:
         yield str(exc.filename), f"cannot read directory: {exc.strerror or exc}"
     errors.clear()
+
+
+def input_roots(inputs: Sequence[str]) -> list[str]:
+    """The absolute paths ``inputs`` cover: each directory or file given, and each entry of
+    an ``@FILE``. An indexed file under one of them that no longer exists has vanished."""
+    roots: list[str] = []
+    for raw in inputs:
+        if not raw.startswith("@"):
+            roots.append(os.path.abspath(raw))
+            continue
+        try:
+            lines = Path(raw[1:]).read_bytes().splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read list file {raw[1:]}: {exc}") from exc
+        roots.extend(os.path.abspath(os.fsdecode(line.strip())) for line in lines
+                     if line.strip() and not line.strip().startswith(b"#"))
+    return roots
+
+
+def under(path: str, roots: Sequence[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies inside one of them."""
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)

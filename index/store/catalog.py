@@ -48,6 +48,12 @@ CREATE TABLE IF NOT EXISTS shards (
     first_id INTEGER NOT NULL,
     count INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS metadata (
+    id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (id, key)
+);
 CREATE TABLE IF NOT EXISTS failures (
     path TEXT PRIMARY KEY,
     reason TEXT NOT NULL,
@@ -255,6 +261,30 @@ class Catalog:
         return np.array([r[0] for r in self._conn().execute(query + " ORDER BY id", args)],
                         dtype=np.int64)
 
+    def live_rows(self) -> list[tuple[int, str]]:
+        """(id, path) of every live image, in id order (prune and delete match paths here)."""
+        return [(int(i), _from_db(p)) for i, p in self._conn().execute(
+            "SELECT id, path FROM images WHERE deleted = 0 ORDER BY id")]
+
+    def live_among(self, ids: Sequence[int]) -> list[int]:
+        """The ids of ``ids`` that name live images, in the given order."""
+        ids = [int(i) for i in ids]
+        live: set[int] = set()
+        for start in range(0, len(ids), LOOKUP_CHUNK):
+            chunk = ids[start:start + LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            live.update(r[0] for r in self._conn().execute(
+                f"SELECT id FROM images WHERE deleted = 0 AND id IN ({marks})", chunk))
+        return [i for i in ids if i in live]
+
+    def retire(self, ids: Sequence[int], run_id: int) -> int:
+        """Mark ``ids`` deleted by ``run_id``, in one transaction; returns how many were live.
+        Their vectors stay in the shards but no published index holds them again."""
+        with self._conn() as conn:
+            return sum(conn.execute("UPDATE images SET deleted = 1, deleted_run = ? "
+                                    "WHERE id = ? AND deleted = 0", (run_id, int(i))).rowcount
+                       for i in ids)
+
     def deleted_since(self, run_id: int) -> np.ndarray:
         """Ids retired by runs after ``run_id`` (their files changed)."""
         return np.array([r[0] for r in self._conn().execute(
@@ -299,6 +329,29 @@ class Catalog:
             conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
                          (shard.shard, shard.file, shard.first_id, shard.count))
             conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
+
+    def append_to_shard(self, shard: Shard, images: Sequence[ImageRecord], run_id: int,
+                        metadata: Sequence[dict[str, str]] = ()) -> None:
+        """An online write: ``images`` are the last rows of ``shard`` (a write-ahead shard
+        whose row count grows), stored with their metadata in one transaction. A key that
+        was live loses its old id, as a changed file does in ``add_shard``."""
+        first = shard.first_id + shard.count - len(images)
+        keys = [_to_db(im.path) for im in images]
+        with self._conn() as conn:
+            _note_raw_paths(conn, keys)
+            conn.executemany(
+                "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
+                [(run_id, key) for key in keys])
+            conn.executemany(
+                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(first + i, key, im.size, im.mtime_ns, im.sha256, run_id)
+                 for i, (key, im) in enumerate(zip(keys, images, strict=True))])
+            conn.executemany("INSERT INTO metadata VALUES (?, ?, ?)",
+                             [(first + i, k, v) for i, meta in enumerate(metadata)
+                              for k, v in sorted(meta.items())])
+            conn.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
+                         (shard.shard, shard.file, shard.first_id, shard.count))
 
     def shards(self) -> list[Shard]:
         return [Shard(*r) for r in self._conn().execute(

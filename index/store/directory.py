@@ -101,15 +101,25 @@ class IndexDirectory:
         return VectorStore(self.vectors_dir, catalog.shards(), dim)
 
     @contextlib.contextmanager
-    def build_lock(self) -> Iterator[None]:
-        """One build at a time per directory; a second one fails at once with a clear message."""
+    def build_lock(self, holder: str = "") -> Iterator[None]:
+        """One writer at a time per directory (a build, a delete, a ``--writable`` server); a
+        second one fails at once, naming the holder recorded in the lock file."""
         self.path.mkdir(parents=True, exist_ok=True)
         handle = open(self.path / "build.lock", "a+")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise IndexDirectoryError(f"another build is writing {self.path}") from exc
+                handle.seek(0)
+                who = handle.read().strip()
+                raise IndexDirectoryError(
+                    f"another build is writing {self.path}" + (f": {who}" if who else "")
+                    + ("; stop that server or send it the change over gRPC (Upsert/Delete)"
+                       if "--writable" in who else "")) from exc
+            handle.seek(0)
+            handle.truncate()
+            handle.write(holder or f"a build or delete (pid {os.getpid()})")
+            handle.flush()
             self.remove_leftovers()
             yield
         finally:

@@ -15,6 +15,7 @@ import numpy as np
 from common.errors import VisearchError
 from index.store.atomic import write_atomic
 from index.store.catalog import Shard
+from index.store.wal import is_wal, map_wal
 
 VECTOR_DTYPES = ("float16", "float32")
 # Vectors per shard: the most a killed build has to embed again.
@@ -49,7 +50,7 @@ def remove_orphans(directory: Path, shards: Sequence[Shard]) -> list[Path]:
     removed = []
     if directory.is_dir():
         for path in directory.iterdir():
-            if path.name not in known and (path.suffix in (".npy", ".tmp")):
+            if path.name not in known and (path.suffix in (".npy", ".tmp") or is_wal(path.name)):
                 path.unlink()
                 removed.append(path)
     return removed
@@ -70,7 +71,8 @@ class VectorStore:
                                        f"expected {expected}")
             path = self.directory / shard.file
             try:
-                array = np.load(path, mmap_mode="r")
+                array = map_wal(path, shard.count, dim) if is_wal(shard.file) else \
+                    np.load(path, mmap_mode="r")
             except (OSError, ValueError) as exc:
                 raise VectorStoreError(f"cannot read vector shard {path}: {exc}") from exc
             if array.shape != (shard.count, dim):

@@ -117,7 +117,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text")
+    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text", "loaded_at", "refused_version", "refused_reason", "writable", "index_advice")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     UNTRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,11 @@ class InfoResponse(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MAX_K_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_IMAGES_AND_TEXT_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
+    WRITABLE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_ADVICE_FIELD_NUMBER: _ClassVar[int]
     model: str
     pretrained: str
     untrained: bool
@@ -150,7 +155,75 @@ class InfoResponse(_message.Message):
     device: str
     max_k: int
     accepts_images_and_text: bool
-    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ...) -> None: ...
+    loaded_at: str
+    refused_version: int
+    refused_reason: str
+    writable: bool
+    index_advice: str
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ..., writable: _Optional[bool] = ..., index_advice: _Optional[str] = ...) -> None: ...
+
+class UpsertItem(_message.Message):
+    __slots__ = ("key", "image", "embedding", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    image: bytes
+    embedding: Embedding
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, key: _Optional[str] = ..., image: _Optional[bytes] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class UpsertRequest(_message.Message):
+    __slots__ = ("items", "allow_partial")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[UpsertItem]
+    allow_partial: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[UpsertItem, _Mapping]]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+
+class UpsertResult(_message.Message):
+    __slots__ = ("key", "id", "error")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    id: int
+    error: QueryError
+    def __init__(self, key: _Optional[str] = ..., id: _Optional[int] = ..., error: _Optional[_Union[QueryError, _Mapping]] = ...) -> None: ...
+
+class UpsertResponse(_message.Message):
+    __slots__ = ("results", "index_version")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[UpsertResult]
+    index_version: int
+    def __init__(self, results: _Optional[_Iterable[_Union[UpsertResult, _Mapping]]] = ..., index_version: _Optional[int] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("keys", "ids")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedScalarFieldContainer[str]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, keys: _Optional[_Iterable[str]] = ..., ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("removed", "unknown_keys", "unknown_ids")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_KEYS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_IDS_FIELD_NUMBER: _ClassVar[int]
+    removed: int
+    unknown_keys: _containers.RepeatedScalarFieldContainer[str]
+    unknown_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, removed: _Optional[int] = ..., unknown_keys: _Optional[_Iterable[str]] = ..., unknown_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ThumbnailRequest(_message.Message):
     __slots__ = ("id", "size")

@@ -55,6 +55,16 @@ class VisualSearchStub:
                 request_serializer=visearch_dot_v1_dot_search__pb2.ThumbnailRequest.SerializeToString,
                 response_deserializer=visearch_dot_v1_dot_search__pb2.ThumbnailResponse.FromString,
                 _registered_method=True)
+        self.Upsert = channel.unary_unary(
+                '/visearch.v1.VisualSearch/Upsert',
+                request_serializer=visearch_dot_v1_dot_search__pb2.UpsertRequest.SerializeToString,
+                response_deserializer=visearch_dot_v1_dot_search__pb2.UpsertResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/visearch.v1.VisualSearch/Delete',
+                request_serializer=visearch_dot_v1_dot_search__pb2.DeleteRequest.SerializeToString,
+                response_deserializer=visearch_dot_v1_dot_search__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class VisualSearchServicer:
@@ -89,6 +99,22 @@ class VisualSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Upsert(self, request, context):
+        """Added for the live index; a server started with --writable only (else
+        FAILED_PRECONDITION). Acknowledged writes are durable and searchable at once.
+        Add or replace items by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Retire items by key or id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisualSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +137,16 @@ def add_VisualSearchServicer_to_server(servicer, server):
                     servicer.Thumbnail,
                     request_deserializer=visearch_dot_v1_dot_search__pb2.ThumbnailRequest.FromString,
                     response_serializer=visearch_dot_v1_dot_search__pb2.ThumbnailResponse.SerializeToString,
+            ),
+            'Upsert': grpc.unary_unary_rpc_method_handler(
+                    servicer.Upsert,
+                    request_deserializer=visearch_dot_v1_dot_search__pb2.UpsertRequest.FromString,
+                    response_serializer=visearch_dot_v1_dot_search__pb2.UpsertResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=visearch_dot_v1_dot_search__pb2.DeleteRequest.FromString,
+                    response_serializer=visearch_dot_v1_dot_search__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +258,60 @@ class VisualSearch:
             '/visearch.v1.VisualSearch/Thumbnail',
             visearch_dot_v1_dot_search__pb2.ThumbnailRequest.SerializeToString,
             visearch_dot_v1_dot_search__pb2.ThumbnailResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Upsert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visearch.v1.VisualSearch/Upsert',
+            visearch_dot_v1_dot_search__pb2.UpsertRequest.SerializeToString,
+            visearch_dot_v1_dot_search__pb2.UpsertResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visearch.v1.VisualSearch/Delete',
+            visearch_dot_v1_dot_search__pb2.DeleteRequest.SerializeToString,
+            visearch_dot_v1_dot_search__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
