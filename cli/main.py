@@ -17,6 +17,7 @@ from PIL import Image
 
 from cli.build import add_build_parser, add_sync_parser
 from cli.check import add_check_parsers
+from cli.compact import add_compact_parser
 from cli.delete import add_delete_parser
 from cli.eval import add_eval_parser
 from cli.query import add_query_parser
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_web_parser(subparsers)
     add_eval_parser(subparsers)
     add_check_parsers(subparsers)
+    add_compact_parser(subparsers)
     return parser
 
 

@@ -12,7 +12,7 @@ from index.ann import faiss_index as ann
 from index.store.catalog import Catalog
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
-from index.store.vectors import VectorStore
+from index.store.vectors import VectorStore, shard_files
 
 REBUILD_FROM_IMAGES = "not repairable here: build again from the images into a new directory"
 
@@ -150,7 +150,7 @@ def _check_leftovers(directory: IndexDirectory, catalog: Catalog | None,
                               *directory.versions_dir.glob(".*.tmp"),
                               *directory.versions_dir.glob(".staging-*")]]
     if catalog is not None and directory.vectors_dir.is_dir():
-        known = {s.file for s in catalog.shards()}
+        known = shard_files(catalog.shards())
         stale += [p.name for p in directory.vectors_dir.iterdir() if p.name not in known]
     if stale:
         findings.append(Finding("leftovers", False, f"{len(stale)} files of killed writers: "

@@ -226,8 +226,9 @@ class Catalog:
         return rows
 
     def id_with_hash(self, sha256: str) -> int | None:
-        row = self._conn().execute("SELECT id FROM images WHERE sha256 = ? LIMIT 1",
-                                   (sha256,)).fetchone()
+        """A live id with these bytes (a deleted one's vector may be compacted away)."""
+        row = self._conn().execute("SELECT id FROM images WHERE sha256 = ? AND deleted = 0 "
+                                   "LIMIT 1", (sha256,)).fetchone()
         return None if row is None else int(row[0])
 
     def paths(self, ids: Sequence[int]) -> dict[int, str]:
@@ -352,6 +353,11 @@ class Catalog:
                               for k, v in sorted(meta.items())])
             conn.execute("INSERT OR REPLACE INTO shards VALUES (?, ?, ?, ?)",
                          (shard.shard, shard.file, shard.first_id, shard.count))
+
+    def replace_shard_file(self, shard_no: int, file: str) -> None:
+        """Point a shard at a rewritten file (compaction); its id range stays."""
+        with self._conn() as conn:
+            conn.execute("UPDATE shards SET file = ? WHERE shard = ?", (file, shard_no))
 
     def shards(self) -> list[Shard]:
         return [Shard(*r) for r in self._conn().execute(

@@ -44,9 +44,27 @@ def write_shard(directory: Path, shard_no: int, first_id: int, vectors: np.ndarr
     return Shard(shard_no, name, first_id, len(data))
 
 
+COMPACTED_PREFIX = "cshard-"
+
+
+def is_compacted(name: str) -> bool:
+    """A compacted shard covers an id range but holds only the rows still live; their ids
+    are in a companion ``.ids.npy`` file (see index/build/compact.py)."""
+    return name.startswith(COMPACTED_PREFIX)
+
+
+def ids_file(name: str) -> str:
+    return name.removesuffix(".npy") + ".ids.npy"
+
+
+def shard_files(shards: Sequence[Shard]) -> set[str]:
+    """Every file the catalog's shards use, companions included."""
+    return {s.file for s in shards} | {ids_file(s.file) for s in shards if is_compacted(s.file)}
+
+
 def remove_orphans(directory: Path, shards: Sequence[Shard]) -> list[Path]:
     """Delete shard files a killed build wrote but never recorded; returns what went."""
-    known = {s.file for s in shards}
+    known = shard_files(shards)
     removed = []
     if directory.is_dir():
         for path in directory.iterdir():
@@ -64,6 +82,7 @@ class VectorStore:
         self.dim = dim
         self.shards = list(shards)
         self._arrays: list[np.ndarray] = []
+        self._row_ids: list[np.ndarray | None] = []  # ids of a compacted shard's rows
         expected = 0
         for shard in self.shards:
             if shard.first_id != expected:
@@ -73,28 +92,49 @@ class VectorStore:
             try:
                 array = map_wal(path, shard.count, dim) if is_wal(shard.file) else \
                     np.load(path, mmap_mode="r")
+                row_ids = np.load(self.directory / ids_file(shard.file)) \
+                    if is_compacted(shard.file) else None
             except (OSError, ValueError) as exc:
                 raise VectorStoreError(f"cannot read vector shard {path}: {exc}") from exc
-            if array.shape != (shard.count, dim):
+            rows = shard.count if row_ids is None else len(row_ids)
+            if array.shape != (rows, dim):
                 raise VectorStoreError(f"{path} has shape {array.shape}, "
-                                       f"expected {(shard.count, dim)}")
+                                       f"expected {(rows, dim)}")
             self._arrays.append(array)
+            self._row_ids.append(row_ids)
             expected += shard.count
         self.count = expected
         self._starts = np.array([s.first_id for s in self.shards], dtype=np.int64)
 
+    def dtype_of(self, shard_no: int) -> np.dtype:
+        """The dtype a shard's vectors are stored in."""
+        for shard, array in zip(self.shards, self._arrays, strict=True):
+            if shard.shard == shard_no:
+                return array.dtype
+        raise KeyError(shard_no)
+
     def get(self, ids: np.ndarray) -> np.ndarray:
         """Vectors for ``ids`` as float32, re-normalised after the float16 round trip."""
+        return normalise(self.raw(ids, np.float32))
+
+    def raw(self, ids: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """The stored rows of ``ids`` as they are on disk (no re-normalisation)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.count):
             raise IndexError(f"vector ids out of range 0..{self.count - 1}")
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        out = np.empty((len(ids), self.dim), dtype=dtype)
         which = np.searchsorted(self._starts, ids, side="right") - 1
         for shard_index in np.unique(which):
             mask = which == shard_index
-            rows = ids[mask] - self._starts[shard_index]
+            row_ids = self._row_ids[shard_index]
+            if row_ids is None:
+                rows = ids[mask] - self._starts[shard_index]
+            else:
+                rows = np.minimum(np.searchsorted(row_ids, ids[mask]), len(row_ids) - 1)
+                if len(row_ids) == 0 or np.any(row_ids[rows] != ids[mask]):
+                    raise IndexError("vector ids include deleted ones removed by compaction")
             out[mask] = self._arrays[shard_index][rows]
-        return normalise(out)
+        return out
 
     def iter_batches(self, ids: np.ndarray, batch_size: int = 65536
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
