@@ -18,10 +18,10 @@ import numpy as np
 
 from common.errors import VisearchError
 from index.build.publish import IndexingOptions, IndexingResult, publish_index
-from index.store.atomic import reporting_disk_full, write_atomic
+from index.store.atomic import write_atomic
 from index.store.catalog import Shard
 from index.store.contract import stored_identity
-from index.store.directory import IndexDirectory, IndexDirectoryError
+from index.store.directory import IndexDirectory
 from index.store.vectors import (
     COMPACTED_PREFIX,
     ids_file,
@@ -55,40 +55,33 @@ class CompactReport:
 def compact(directory: IndexDirectory, *, retrain: bool = False,
             progress: bool = True) -> CompactReport:
     """Rewrite every shard that holds deleted rows; optionally retrain the index after."""
-    if directory.current_version() is None:
-        raise IndexDirectoryError(f"{directory.path} is not a built index (no CURRENT file)")
-    with directory.build_lock(), reporting_disk_full(directory.path):
-        catalog = directory.catalog()
-        try:
-            catalog.mark_interrupted()
-            remove_orphans(directory.vectors_dir, catalog.shards())
-            identity = stored_identity(catalog)
-            if identity is None:
-                raise VisearchError("no model is recorded in the catalog: nothing to compact")
-            store = directory.vector_store(catalog, identity.embed_dim)
-            live = catalog.live_ids()
-            report = CompactReport(0, 0, _size(directory.vectors_dir), 0, None)
-            for shard in catalog.shards():
-                keep = live[(live >= shard.first_id) & (live < shard.first_id + shard.count)]
-                held = _rows_held(directory.vectors_dir, shard)
-                if len(keep) == held:
-                    continue
-                dtype = store.dtype_of(shard.shard)
-                new_file = _write_compacted(directory.vectors_dir, shard, keep,
-                                            store.raw(keep, dtype))
-                catalog.replace_shard_file(shard.shard, new_file)
-                report.shards_rewritten += 1
-                report.vectors_removed += held - len(keep)
-            remove_orphans(directory.vectors_dir, catalog.shards())  # the replaced files
-            report.bytes_after = _size(directory.vectors_dir)
-            if retrain:
-                run_id = catalog.start_run()
-                report.indexing = publish_index(
-                    directory, catalog, identity,
-                    IndexingOptions(retrain=True, progress=progress), run_id)
-                catalog.finish_run(run_id, "compacted", embedded=0, reused=0, failed=0)
-        finally:
-            catalog.close()
+    with directory.writing(published=True) as catalog:
+        remove_orphans(directory.vectors_dir, catalog.shards())
+        identity = stored_identity(catalog)
+        if identity is None:
+            raise VisearchError("no model is recorded in the catalog: nothing to compact")
+        store = directory.vector_store(catalog, identity.embed_dim)
+        live = catalog.live_ids()
+        report = CompactReport(0, 0, _size(directory.vectors_dir), 0, None)
+        for shard in catalog.shards():
+            keep = live[(live >= shard.first_id) & (live < shard.first_id + shard.count)]
+            held = _rows_held(directory.vectors_dir, shard)
+            if len(keep) == held:
+                continue
+            dtype = store.dtype_of(shard.shard)
+            new_file = _write_compacted(directory.vectors_dir, shard, keep,
+                                        store.raw(keep, dtype))
+            catalog.replace_shard_file(shard.shard, new_file)
+            report.shards_rewritten += 1
+            report.vectors_removed += held - len(keep)
+        remove_orphans(directory.vectors_dir, catalog.shards())  # the replaced files
+        report.bytes_after = _size(directory.vectors_dir)
+        if retrain:
+            run_id = catalog.start_run()
+            report.indexing = publish_index(
+                directory, catalog, identity,
+                IndexingOptions(retrain=True, progress=progress), run_id)
+            catalog.finish_run(run_id, "compacted", embedded=0, reused=0, failed=0)
     return report
 
 

@@ -36,7 +36,6 @@ from index.build.stages import (
     WriterFactory,
     shard_writer,
 )
-from index.store.atomic import reporting_disk_full
 from index.store.contract import record_or_check, stored_identity
 from index.store.directory import IndexDirectory, IndexDirectoryError
 from index.store.roots import widen_root
@@ -136,9 +135,7 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
     listing = stages.lister.list(cfg.inputs)
     directory = IndexDirectory(cfg.out)
     _check_output(directory.path)
-    with directory.build_lock(), reporting_disk_full(directory.path):
-        catalog = directory.catalog()
-        catalog.mark_interrupted()
+    with directory.writing() as catalog:
         for orphan in remove_orphans(directory.vectors_dir, catalog.shards()):
             log.info("removed %s left by an interrupted build", orphan.name)
         planned = plan(listing.files, catalog)
@@ -174,7 +171,6 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
             raise
         catalog.finish_run(run_id, "done", embedded=stats.embedded, reused=stats.reused,
                            failed=len(stats.failed))
-        catalog.close()
     return BuildReport(len(listing.files), planned.skipped, stats, listing.ignored, result,
                        time.perf_counter() - start, len(gone), len(gone) if cfg.prune else 0)
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field, replace
 from common.errors import VisearchError
 from index.build.publish import IndexingOptions, IndexingResult, publish_index
 from index.build.sources import under
-from index.store.atomic import reporting_disk_full
 from index.store.catalog import Catalog
 from index.store.contract import stored_identity
-from index.store.directory import IndexDirectory, IndexDirectoryError
+from index.store.directory import IndexDirectory
 
 
 class NothingMatchedError(VisearchError):
@@ -94,24 +93,17 @@ def delete_images(directory: IndexDirectory, paths: Sequence[str] = (),
         NothingMatchedError: no path or id named a live image (nothing is published).
         IndexDirectoryError: not an index, or another writer holds the directory.
     """
-    if directory.current_version() is None:
-        raise IndexDirectoryError(f"{directory.path} is not a built index (no CURRENT file)")
-    with directory.build_lock(), reporting_disk_full(directory.path):
-        catalog = directory.catalog()
-        try:
-            catalog.mark_interrupted()
-            found = match(catalog, paths, ids)
-            if not found.rows:
-                raise NothingMatchedError(
-                    f"nothing to delete: none of {', '.join(found.unknown[:5])}"
-                    f"{' ...' if len(found.unknown) > 5 else ''} is in the index")
-            identity = stored_identity(catalog)
-            assert identity is not None  # a published index has a recorded model
-            run_id = catalog.start_run()
-            catalog.retire(found.ids, run_id)
-            result = publish_index(directory, catalog, identity,
-                                   replace(options, keep_spec=True), run_id)
-            catalog.finish_run(run_id, "done", embedded=0, reused=0, failed=0)
-        finally:
-            catalog.close()
+    with directory.writing(published=True) as catalog:
+        found = match(catalog, paths, ids)
+        if not found.rows:
+            raise NothingMatchedError(
+                f"nothing to delete: none of {', '.join(found.unknown[:5])}"
+                f"{' ...' if len(found.unknown) > 5 else ''} is in the index")
+        identity = stored_identity(catalog)
+        assert identity is not None  # a published index has a recorded model
+        run_id = catalog.start_run()
+        catalog.retire(found.ids, run_id)
+        result = publish_index(directory, catalog, identity,
+                               replace(options, keep_spec=True), run_id)
+        catalog.finish_run(run_id, "done", embedded=0, reused=0, failed=0)
     return DeleteReport(found.rows, found.unknown, result)

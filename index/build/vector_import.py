@@ -14,7 +14,6 @@ import numpy as np
 from embedder.config import ModelIdentity
 from index.build.publish import IndexingOptions, IndexingResult, publish_index
 from index.build.writer import ShardWriter
-from index.store.atomic import reporting_disk_full
 from index.store.catalog import ImageRecord
 from index.store.contract import record_or_check
 from index.store.directory import IndexDirectory
@@ -33,9 +32,7 @@ def import_vectors(directory: IndexDirectory, vectors: np.ndarray, keys: Sequenc
     if len(vectors) != len(keys) or vectors.shape[1] != identity.embed_dim:
         raise ValueError(f"{len(keys)} keys and {identity.embed_dim}-d identity do not fit "
                          f"vectors of shape {vectors.shape}")
-    with directory.build_lock(), reporting_disk_full(directory.path):
-        catalog = directory.catalog()
-        catalog.mark_interrupted()
+    with directory.writing() as catalog:
         record_or_check(catalog, identity)
         run_id = catalog.start_run()
         writer = ShardWriter(directory, catalog, run_id, identity.embed_dim,
@@ -45,5 +42,4 @@ def import_vectors(directory: IndexDirectory, vectors: np.ndarray, keys: Sequenc
         writer.flush()
         result = publish_index(directory, catalog, identity, options, run_id)
         catalog.finish_run(run_id, "done", embedded=0, reused=0, failed=0)
-        catalog.close()
     return result

@@ -167,9 +167,13 @@ class Catalog:
         database file, so the directory is whole without -wal/-shm files (copies, backups,
         read-only mounts, a reader on a full disk)."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and not self.readonly:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._close_connection()
+        try:
+            if conn is not None and not self.readonly:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # a full disk: the log stays beside the database, which reads it
+        finally:
+            self._close_connection()
 
     def _close_connection(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import VisearchError
-from index.store.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from index.store.atomic import (
+    fsync_dir,
+    reporting_disk_full,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 from index.store.catalog import Catalog
 from index.store.manifest import Manifest, ManifestError, read_manifest, utc_now
 from index.store.vectors import VectorStore
@@ -124,6 +129,25 @@ class IndexDirectory:
             yield
         finally:
             handle.close()
+
+    @contextlib.contextmanager
+    def writing(self, *, published: bool = False) -> Iterator[Catalog]:
+        """The single writer's session: the build lock, a full disk said as such, the
+        catalog open with killed runs marked interrupted, and closed (its log folded in)
+        at the end, whatever happens.
+
+        Args:
+            published: refuse a directory with no published version yet.
+        """
+        if published and self.current_version() is None:
+            raise IndexDirectoryError(f"{self.path} is not a built index (no CURRENT file)")
+        with self.build_lock(), reporting_disk_full(self.path):
+            catalog = self.catalog()
+            try:
+                catalog.mark_interrupted()
+                yield catalog
+            finally:
+                catalog.close()
 
     def is_build_locked(self) -> bool:
         """Whether a build (or a repair) holds the lock right now."""
