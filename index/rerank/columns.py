@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from index.rerank.filter_lang import And, Literal, Node, Not, Or, Test, check, parse
+from index.rerank.filter_lang import And, Cond, Literal, Node, Not, Or, check, parse
 from index.store import metadata as meta
 from index.store.catalog import Catalog
 from index.store.roots import build_root, relative_to
@@ -199,11 +199,11 @@ def _number(value: Literal) -> float:
     return float(value)
 
 
-def test_mask(column: Column, test: Test, size: int) -> np.ndarray:
+def test_mask(column: Column, test: Cond, size: int) -> np.ndarray:
     """Which ids pass one test; a missing value passes none."""
     if column.kind == "list":
         assert column.pair_ids is not None and column.pair_codes is not None
-        wanted = [column.vocab.index(v) for v in test.values if v in column.vocab]
+        wanted = [column.vocab.index(str(v)) for v in test.values if v in column.vocab]
         out = np.zeros(size, bool)
         out[column.pair_ids[np.isin(column.pair_codes, wanted)]] = True
         return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Union
 
 from index.ann.query import InvalidQueryError
 from index.store.metadata import MetadataError, parse_timestamp
@@ -31,7 +30,7 @@ MAX_DEPTH = 32
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 KEYWORDS = {"and", "or", "not", "in", "contains", "true", "false"}
 
-Literal = Union[str, int, float, bool, datetime]
+Literal = str | int | float | bool | datetime
 
 
 class FilterError(InvalidQueryError):
@@ -44,7 +43,7 @@ class FilterError(InvalidQueryError):
 
 
 @dataclass(frozen=True)
-class Test:
+class Cond:
     field: str
     op: str  # one of OPS, "in" or "contains"
     values: tuple[Literal, ...]  # one value, or the list of "in"
@@ -67,7 +66,7 @@ class Not:
     part: Node
 
 
-Node = Union[Test, And, Or, Not]
+Node = Cond | And | Or | Not
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
@@ -117,7 +116,8 @@ def tokenize(text: str) -> list[_Tok]:
 
 
 def _string(text: str, start: int) -> tuple[str, int]:
-    quote, pos, chars = text[start], start + 1, []
+    quote, pos = text[start], start + 1
+    chars: list[str] = []
     escapes = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'"}
     while pos < len(text):
         ch = text[pos]
@@ -192,7 +192,7 @@ class _Parser:
             return node
         return self.test()
 
-    def test(self) -> Test:
+    def test(self) -> Cond:
         name = self.take()
         if name.kind != "name":
             raise FilterError("syntax", f"expected a field name, found {_shown(name)}",
@@ -200,10 +200,10 @@ class _Parser:
         op = self.take()
         if op.kind == "op":
             value, at = self.value()
-            return Test(name.text, op.text, (value,), name.pos, (at,))
+            return Cond(name.text, op.text, (value,), name.pos, (at,))
         if op.kind == "keyword" and op.text == "contains":
             value, at = self.value()
-            return Test(name.text, "contains", (value,), name.pos, (at,))
+            return Cond(name.text, "contains", (value,), name.pos, (at,))
         if op.kind == "keyword" and op.text == "in":
             self.expect("punct", "[", "'[' after 'in'")
             values, positions = [], []
@@ -217,7 +217,7 @@ class _Parser:
                 if sep.kind != "punct" or sep.text != ",":
                     raise FilterError("syntax", f"expected ',' or ']', found {_shown(sep)}",
                                       sep.pos)
-            return Test(name.text, "in", tuple(values), name.pos, tuple(positions))
+            return Cond(name.text, "in", tuple(values), name.pos, tuple(positions))
         raise FilterError("syntax", f"expected an operator ({', '.join(OPS)}, in, contains) "
                                     f"after {name.text!r}, found {_shown(op)}", op.pos)
 
@@ -242,7 +242,7 @@ def parse(text: str) -> Node:
 
 
 def fields_of(node: Node) -> set[str]:
-    if isinstance(node, Test):
+    if isinstance(node, Cond):
         return {node.field}
     if isinstance(node, Not):
         return fields_of(node.part)
@@ -269,7 +269,7 @@ def check(node: Node, types: dict[str, str]) -> Node:
                                            f"{', '.join(allowed)})", node.position)
     values = tuple(_typed(v, kind, node.field, at)
                    for v, at in zip(node.values, node.value_positions, strict=True))
-    return Test(node.field, node.op, values, node.position, node.value_positions)
+    return Cond(node.field, node.op, values, node.position, node.value_positions)
 
 
 def _typed(value: Literal, kind: str, name: str, at: int) -> Literal:

@@ -40,6 +40,9 @@ class FilterStrategy:
     max_depth: int = 20_000  # most ANN candidates a broad filter asks for
 
 
+DEFAULT_STRATEGY = FilterStrategy()
+
+
 def choose(matched: int, held: int, strategy: FilterStrategy) -> str:
     if matched <= strategy.exact_below:
         return "exact"
@@ -47,7 +50,7 @@ def choose(matched: int, held: int, strategy: FilterStrategy) -> str:
 
 
 def top_among(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
-              params: SearchParams, strategy: FilterStrategy = FilterStrategy(),
+              params: SearchParams, strategy: FilterStrategy = DEFAULT_STRATEGY,
               force: str | None = None) -> tuple[Ranked, str]:
     """The best ``depth`` allowed ids for the (1, dim) unit query ``q``, and the strategy
     used. ``allowed`` covers ids 0..n-1 and holds only ids this version serves."""
@@ -131,6 +134,7 @@ def _parameters(searcher: Searcher, params: SearchParams,
     query sets nprobe, a selective filter visits 1/sqrt(selectivity) times more lists:
     the probed lists hold that much fewer matching images."""
     nprobe = _nprobe(searcher, params, selectivity)
+    inner: faiss.SearchParameters
     if nprobe is not None:
         inner = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
     else:
@@ -147,7 +151,7 @@ def _nprobe(searcher: Searcher, params: SearchParams, selectivity: float) -> int
         return None
     if params.nprobe is not None:
         return params.nprobe
-    widened = searcher.manifest.index.default_nprobe / math.sqrt(max(selectivity, 1e-6))
+    widened = (searcher.manifest.index.default_nprobe or 1) / math.sqrt(max(selectivity, 1e-6))
     return int(min(ann.ivf_of(searcher.index).nlist, math.ceil(widened)))
 
 

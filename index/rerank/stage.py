@@ -18,7 +18,7 @@ import numpy as np
 from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
 from index.rerank import collapse as collapsing
 from index.rerank.columns import MetadataProvider
-from index.rerank.filtered import FilterStrategy, held_mask, top_among
+from index.rerank.filtered import DEFAULT_STRATEGY, FilterStrategy, held_mask, top_among
 
 if TYPE_CHECKING:
     from index.ann.search import Searcher
@@ -109,7 +109,7 @@ def resolve_keys(searcher: Searcher, keys: tuple[str, ...]) -> dict[str, int]:
 
 
 def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
-         strategy: FilterStrategy = FilterStrategy(), force: str | None = None) -> Ranked:
+         strategy: FilterStrategy = DEFAULT_STRATEGY, force: str | None = None) -> Ranked:
     """The page [offset, offset + k) of the re-ranked list for the (1, dim) unit query."""
     allowed = allowed_ids(searcher, spec)
     matched = int(allowed.sum()) if allowed is not None else -1
