@@ -99,7 +99,7 @@ def query_command(args: argparse.Namespace) -> int:
         shown = "  " + " ".join(f"{k}={v}" for k, v in sorted(hit.fields.items())) \
             if hit.fields else ""
         print(f"{rank:>4}  {hit.score:7.4f}  {hit.path}{extra}{shown}")
-    if result.next_page_token:
+    if result.next_page_token and (args.offset or args.page_token):  # --json always has it
         print(f"next page: --page-token {result.next_page_token}")
     t = result.timings
     print(f"{len(result.hits)} hits from index version {result.index_version} in "

@@ -44,7 +44,10 @@ class SearchResult:
     matched: int = -1
 
     def to_json(self) -> dict[str, Any]:
-        return {"hits": [asdict(h) for h in self.hits], "timings": self.timings,
+        # collapsed_ids and fields only where set: plain hits stay {id, path, score}.
+        hits = [{k: v for k, v in asdict(h).items() if v or k in ("id", "path", "score")}
+                for h in self.hits]
+        return {"hits": hits, "timings": self.timings,
                 "index_version": self.index_version, "next_page_token": self.next_page_token,
                 "version_changed": self.version_changed, "strategy": self.strategy,
                 "matched": self.matched}

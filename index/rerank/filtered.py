@@ -35,7 +35,7 @@ SCAN_CHUNK = 65_536
 
 @dataclass(frozen=True)
 class FilterStrategy:
-    exact_below: int = 20_000  # matching images scanned exactly at or below this count
+    exact_below: int = 2_000  # matching images scanned exactly at or below this count (measured)
     selector_below: float = 0.2  # fraction of images: IDSelector below, deeper search above
     max_depth: int = 20_000  # most ANN candidates a broad filter asks for
 
