@@ -82,6 +82,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="vectors per stored shard: the most a killed build re-embeds")
     group.add_argument("--no-gpu-index", action="store_true",
                        help="train and add on the CPU even when faiss has a GPU")
+    parser.add_argument("--metadata", type=Path, metavar="FILE",
+                        help="user fields by path: CSV with a 'path' column or JSON Lines with "
+                             "a 'path' key (README: Filters); on an existing index it updates "
+                             "fields without re-embedding")
     parser.add_argument("--report", type=Path, help="write the build report as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -101,6 +105,7 @@ def build_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         shard_size=args.shard_size,
         prune=args.prune,
+        metadata=args.metadata,
         indexing=IndexingOptions(
             overrides=IndexOverrides(args.index_spec, args.nlist, args.pq_m, args.nbits),
             vector_dtype=args.vector_dtype,
@@ -118,6 +123,8 @@ def build_command(args: argparse.Namespace) -> int:
                                        "failed": [failure_json(p, r) for p, r in exc.failed]})
         raise
     print_failures(report.failed)
+    for unknown in (report.metadata.unknown_paths if report.metadata else []):
+        print(f"metadata: no indexed image {display_path(unknown)}", file=sys.stderr)
     if args.report:
         write_report(args.report, report_json(report))
     print(report.summary())

@@ -35,6 +35,20 @@ def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nprobe", type=positive_int, help="IVF lists to visit")
     parser.add_argument("--refine", type=positive_int,
                         help="re-rank k*REFINE PQ candidates exactly; 1 turns it off")
+    parser.add_argument("--like", metavar="ID_OR_KEY",
+                        help="more like this indexed image (an id, or a key / shown path)")
+    parser.add_argument("--include-self", action="store_true",
+                        help="with --like: keep the liked image among the hits")
+    group = parser.add_argument_group("re-ranking (README: Filters and re-ranking)")
+    group.add_argument("--filter", help='e.g. \'folder = "shoes" and width >= 640\'')
+    group.add_argument("--exclude", action="append", default=[], metavar="ID_OR_KEY",
+                       help="never return this id or key (repeatable)")
+    group.add_argument("--min-score", type=float, help="drop hits below this cosine")
+    group.add_argument("--collapse", nargs="?", const=True, type=float, metavar="COSINE",
+                       help="collapse near-duplicates (threshold default 0.97)")
+    group.add_argument("--offset", type=int, default=0, help="skip this many ranked hits")
+    group.add_argument("--page-token", default="", help="next_page_token of a previous query")
+    group.add_argument("--fields", default="", help="metadata fields per hit, comma separated")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_client_security_arguments(parser)
@@ -44,15 +58,25 @@ def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
 def query_command(args: argparse.Namespace) -> int:
     import grpc
 
-    from server.client import SearchClient, image_request, text_request, vector_request
+    from server.client import (
+        SearchClient,
+        image_request,
+        like_request,
+        text_request,
+        vector_request,
+    )
 
-    given = [x is not None for x in (args.image, args.text, args.vector)]
+    given = [x is not None for x in (args.image, args.text, args.vector, args.like)]
     if sum(given) != 1:
-        raise QueryUsageError("give exactly one of IMAGE, --text or --vector")
+        raise QueryUsageError("give exactly one of IMAGE, --text, --vector or --like")
     if args.crop and args.image is None:
         raise QueryUsageError("--crop applies to image queries")
-    params = {"k": args.k, "nprobe": args.nprobe, "refine_factor": args.refine}
-    if args.image is not None:
+    params = {"k": args.k, "nprobe": args.nprobe, "refine_factor": args.refine,
+              **_rerank_options(args)}
+    if args.like is not None:
+        like = int(args.like) if args.like.lstrip("-").isdigit() else args.like
+        request = like_request(like, include_self=args.include_self, **params)
+    elif args.image is not None:
         request = image_request(_read(args.image), crop=_parse_crop(args.crop), **params)
     elif args.text is not None:
         request = text_request(args.text, **params)
@@ -70,13 +94,28 @@ def query_command(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=2))
         return 0
     print(f"{'rank':>4}  {'score':>7}  path")
-    for rank, hit in enumerate(result.hits, 1):
-        print(f"{rank:>4}  {hit.score:7.4f}  {hit.path}")
+    for rank, hit in enumerate(result.hits, args.offset + 1):
+        extra = f"  (+{len(hit.collapsed_ids)} near-duplicates)" if hit.collapsed_ids else ""
+        shown = "  " + " ".join(f"{k}={v}" for k, v in sorted(hit.fields.items())) \
+            if hit.fields else ""
+        print(f"{rank:>4}  {hit.score:7.4f}  {hit.path}{extra}{shown}")
+    if result.next_page_token and (args.offset or args.page_token):  # --json always has it
+        print(f"next page: --page-token {result.next_page_token}")
     t = result.timings
     print(f"{len(result.hits)} hits from index version {result.index_version} in "
           f"{t['total_ms']:.1f} ms (decode {t['decode_ms']:.1f}, embed {t['embed_ms']:.1f}, "
           f"search {t['search_ms']:.1f})")
     return 0
+
+
+def _rerank_options(args: argparse.Namespace) -> dict[str, object]:
+    ids = [int(x) for x in args.exclude if x.lstrip("-").isdigit()]
+    return {"filter": args.filter, "exclude_ids": ids,
+            "exclude_keys": [x for x in args.exclude if not x.lstrip("-").isdigit()],
+            "min_score": args.min_score,
+            "collapse": False if args.collapse is None else args.collapse,
+            "offset": args.offset, "page_token": args.page_token,
+            "fields": [f.strip() for f in args.fields.split(",") if f.strip()]}
 
 
 class QueryUsageError(VisearchError, ValueError):

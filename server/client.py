@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ class Hit:
     id: int
     path: str
     score: float
+    collapsed_ids: list[int] = field(default_factory=list)  # near-duplicates it stands for
+    fields: dict[str, str] = field(default_factory=dict)  # requested metadata fields
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,19 @@ class SearchResult:
     hits: list[Hit]
     timings: dict[str, float]
     index_version: int
+    next_page_token: str = ""
+    version_changed: bool = False
+    strategy: str = "ann"
+    matched: int = -1
 
     def to_json(self) -> dict[str, Any]:
-        return {"hits": [asdict(h) for h in self.hits], "timings": self.timings,
-                "index_version": self.index_version}
+        # collapsed_ids and fields only where set: plain hits stay {id, path, score}.
+        hits = [{k: v for k, v in asdict(h).items() if v or k in ("id", "path", "score")}
+                for h in self.hits]
+        return {"hits": hits, "timings": self.timings,
+                "index_version": self.index_version, "next_page_token": self.next_page_token,
+                "version_changed": self.version_changed, "strategy": self.strategy,
+                "matched": self.matched}
 
 
 @dataclass(frozen=True)
@@ -68,32 +79,61 @@ class Deleted:
 
 def image_request(image: bytes | str | Path, *, k: int = 10,
                   crop: Sequence[int] | None = None, nprobe: int | None = None,
-                  refine_factor: int | None = None) -> search_pb2.SearchRequest:
+                  refine_factor: int | None = None, **options: Any) -> search_pb2.SearchRequest:
     data = image if isinstance(image, bytes) else Path(image).read_bytes()
     query = search_pb2.ImageQuery(data=data)
     if crop is not None:
         left, top, right, bottom = (int(v) for v in crop)
         query.crop.CopyFrom(search_pb2.CropBox(left=left, top=top, right=right, bottom=bottom))
-    return _with_params(search_pb2.SearchRequest(image=query), k, nprobe, refine_factor)
+    return with_options(_with_params(search_pb2.SearchRequest(image=query), k, nprobe,
+                                     refine_factor), **options)
 
 
 def text_request(text: str, *, k: int = 10, nprobe: int | None = None,
-                 refine_factor: int | None = None) -> search_pb2.SearchRequest:
-    return _with_params(search_pb2.SearchRequest(text=text), k, nprobe, refine_factor)
+                 refine_factor: int | None = None, **options: Any) -> search_pb2.SearchRequest:
+    return with_options(_with_params(search_pb2.SearchRequest(text=text), k, nprobe,
+                                     refine_factor), **options)
 
 
 def vector_request(vector: Sequence[float] | np.ndarray, *, k: int = 10,
                    nprobe: int | None = None,
-                   refine_factor: int | None = None) -> search_pb2.SearchRequest:
+                   refine_factor: int | None = None, **options: Any) -> search_pb2.SearchRequest:
     values = np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
     request = search_pb2.SearchRequest(embedding=search_pb2.Embedding(values=values))
-    return _with_params(request, k, nprobe, refine_factor)
+    return with_options(_with_params(request, k, nprobe, refine_factor), **options)
 
 
-def like_request(like_id: int, *, k: int = 10, nprobe: int | None = None,
-                 refine_factor: int | None = None) -> search_pb2.SearchRequest:
-    """"More like this" indexed image: its stored vector is the query, itself left out."""
-    return _with_params(search_pb2.SearchRequest(like_id=like_id), k, nprobe, refine_factor)
+def like_request(like: int | str, *, k: int = 10, nprobe: int | None = None,
+                 refine_factor: int | None = None, **options: Any) -> search_pb2.SearchRequest:
+    """"More like this" indexed image, by id or by key: its stored vector is the query,
+    itself left out unless ``include_self=True``."""
+    request = search_pb2.SearchRequest(like_key=like) if isinstance(like, str) else \
+        search_pb2.SearchRequest(like_id=like)
+    return with_options(_with_params(request, k, nprobe, refine_factor), **options)
+
+
+def with_options(request: search_pb2.SearchRequest, *, filter: str | None = None,
+                 exclude_ids: Sequence[int] = (), exclude_keys: Sequence[str] = (),
+                 min_score: float | None = None, collapse: bool | float = False,
+                 offset: int = 0, page_token: str = "", fields: Sequence[str] = (),
+                 include_self: bool = False) -> search_pb2.SearchRequest:
+    """The re-ranking options (README "Filters and re-ranking"); ``collapse`` is True for
+    the default threshold or a cosine threshold."""
+    if filter:
+        request.filter = filter
+    request.exclude_ids.extend(int(i) for i in exclude_ids)
+    request.exclude_keys.extend(exclude_keys)
+    if min_score is not None:
+        request.min_score = min_score
+    if collapse is not False:
+        request.collapse = True
+        if not isinstance(collapse, bool):
+            request.collapse_threshold = float(collapse)
+    request.offset = offset
+    request.page_token = page_token
+    request.fields.extend(fields)
+    request.include_self = include_self
+    return request
 
 
 def _with_params(request: search_pb2.SearchRequest, k: int, nprobe: int | None,
@@ -109,10 +149,15 @@ def _with_params(request: search_pb2.SearchRequest, k: int, nprobe: int | None,
 def result_from_proto(response: search_pb2.SearchResponse) -> SearchResult:
     t = response.timings
     return SearchResult(
-        hits=[Hit(h.id, h.path, h.score) for h in response.hits],
+        hits=[Hit(h.id, h.path, h.score, list(h.collapsed_ids), dict(h.fields))
+              for h in response.hits],
         timings={"decode_ms": t.decode_ms, "embed_ms": t.embed_ms, "search_ms": t.search_ms,
                  "total_ms": t.total_ms},
         index_version=response.index_version,
+        next_page_token=response.next_page_token,
+        version_changed=response.version_changed,
+        strategy=response.strategy or "ann",
+        matched=response.matched,
     )
 
 
@@ -153,8 +198,8 @@ class SearchClient:
     def search_vector(self, vector: Sequence[float] | np.ndarray, **kwargs: Any) -> SearchResult:
         return self.search(vector_request(vector, **kwargs))
 
-    def search_like(self, like_id: int, **kwargs: Any) -> SearchResult:
-        return self.search(like_request(like_id, **kwargs))
+    def search_like(self, like: int | str, **kwargs: Any) -> SearchResult:
+        return self.search(like_request(like, **kwargs))
 
     def thumbnail(self, image_id: int, size: int = 0) -> tuple[bytes, str]:
         """(JPEG bytes, readable path) of an indexed image; NOT_FOUND for an unknown id,

@@ -34,6 +34,18 @@ def stored_vector(searcher: Searcher, like_id: int) -> np.ndarray:
     return searcher.prepare(searcher.store.get(np.array([like_id])))
 
 
+def liked_id(searcher: Searcher, query: Query) -> int | None:
+    """The id a like_id or like_key query names (UnknownIdError when none is live)."""
+    if query.like_key is None:
+        return query.like_id
+    from index.rerank.stage import resolve_keys
+
+    found = resolve_keys(searcher, (query.like_key,)).get(query.like_key)
+    if found is None:
+        raise UnknownIdError(f"key {query.like_key!r} is not in the index")
+    return found
+
+
 def search_params(query: Query) -> SearchParams:
     """One more hit than asked for, so the queried image itself can be dropped."""
     if query.like_id is None:

@@ -9,6 +9,7 @@ import numpy as np
 
 from index.ann.query import InvalidQueryError, SearchParams
 from index.ann.search import Searcher
+from index.rerank.stage import Rerank
 from index.store.contract import require_model
 from server.config import ServiceConfig
 
@@ -23,18 +24,23 @@ class Query:
     text: str | None = None
     vector: np.ndarray | None = None
     like_id: int | None = None  # "more like this": see server/like.py
+    like_key: str | None = None  # like_id by key or shown path
+    include_self: bool = False  # keep the liked item among the hits
+    page_token: str = ""
+    rerank: Rerank = Rerank()  # filter, exclusions, min score, collapse, offset, fields
 
 
 def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
     """Raise InvalidQueryError (or NoModelError) with the reason; decoding errors and a crop
     box outside the image are found when the image is decoded."""
-    given = sum(x is not None for x in (query.image, query.text, query.vector, query.like_id))
+    given = sum(x is not None for x in (query.image, query.text, query.vector, query.like_id,
+                                        query.like_key))
     if given != 1:
-        raise InvalidQueryError(f"a query needs exactly one of image, text, embedding or "
-                                f"like_id; got {given}")
+        raise InvalidQueryError(f"a query needs exactly one of image, text, embedding, "
+                                f"like_id or like_key; got {given}")
     if query.crop is not None and query.image is None:
         raise InvalidQueryError("a crop box applies to image queries only")
-    if query.vector is None and query.like_id is None:
+    if query.vector is None and query.like_id is None and query.like_key is None:
         require_model(searcher.manifest.model, "an image or text query (send an embedding)")
     if query.text is not None:
         if not query.text.strip():
@@ -45,3 +51,9 @@ def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
             raise InvalidQueryError(f"text query is {size:,} bytes, over the limit of "
                                     f"{config.max_text_bytes:,} (--max-text-bytes)")
     searcher.check_params(query.params, config.max_k, config.max_candidates)
+    if query.include_self and query.like_id is None and query.like_key is None:
+        raise InvalidQueryError("include_self applies to like_id and like_key queries")
+    from server import rerank_path
+
+    if rerank_path.needs_rerank(query):
+        rerank_path.check(searcher, query)

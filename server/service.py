@@ -23,7 +23,7 @@ from embedder.decode import image_pixels
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.store.contract import check_same_model, has_model
-from server import like
+from server import like, rerank_path
 from server.admission import PixelBudget
 from server.config import ServiceConfig
 from server.query import Query, validate
@@ -55,6 +55,9 @@ class Result:
     hits: list[tuple[int, str, float]]  # (id, path, score), best first
     index_version: int
     timings: Timings = field(default_factory=Timings)
+    # Re-ranked queries only (server/rerank_path.py): per-hit collapse and fields, paging.
+    extras: list[rerank_path.HitExtra] = field(default_factory=list)
+    page: rerank_path.PageInfo = field(default_factory=rerank_path.PageInfo)
 
 
 class SearchService:
@@ -93,7 +96,11 @@ class SearchService:
             v if isinstance(v, Exception) else VisearchError("not searched") for v in vectors]
         groups: dict[SearchParams, list[int]] = {}
         for i, query in enumerate(queries):
-            if not isinstance(vectors[i], Exception):
+            if isinstance(vectors[i], Exception):
+                continue
+            if rerank_path.needs_rerank(query):
+                results[i] = self._reranked(searcher, query, vectors[i])  # type: ignore[arg-type]
+            else:
                 groups.setdefault(like.search_params(query), []).append(i)
         for params, members in groups.items():
             batch = np.concatenate([vectors[i] for i in members])  # type: ignore[misc]
@@ -107,6 +114,14 @@ class SearchService:
                 outcome.timings = replace(t, search_ms=outcome.timings.search_ms)
         return results
 
+    def _reranked(self, searcher: Searcher, query: Query, vector: np.ndarray
+                  ) -> Result | Exception:
+        try:
+            return rerank_path.search_one(searcher, query, vector, like.liked_id(searcher, query),
+                                          self.config.absolute_paths)
+        except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
+            return exc
+
     def _embed_all(self, queries: Sequence[Query], searcher: Searcher, timings: list[Timings],
                    deadline: float | None, cancelled: threading.Event | None
                    ) -> list[np.ndarray | Exception]:
@@ -119,8 +134,9 @@ class SearchService:
                 if query.vector is not None:
                     out.append(searcher.prepare(query.vector))
                     continue
-                if query.like_id is not None:
-                    out.append(like.stored_vector(searcher, query.like_id))
+                liked = like.liked_id(searcher, query)
+                if liked is not None:
+                    out.append(like.stored_vector(searcher, liked))
                     continue
                 assert self.model is not None  # validate() refused model queries otherwise
                 item = self._model_item(query, timings[i], deadline)

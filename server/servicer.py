@@ -14,7 +14,7 @@ from common.paths import display_path
 from embedder.decode import ImageDecodeError
 from index.ann.query import DEFAULT_K, InvalidQueryError, SearchParams
 from index.store.contract import NoModelError
-from server import write_api
+from server import rerank_path, write_api
 from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
@@ -72,18 +72,21 @@ def query_from_proto(request: search_pb2.SearchRequest) -> Query:
         vector=np.asarray(request.embedding.values, dtype=np.float32)
         if request.HasField("embedding") else None,
         like_id=request.like_id if request.HasField("like_id") else None,
+        **rerank_path.rerank_from_proto(request),  # type: ignore[arg-type]
     )
 
 
 def response_to_proto(result: Result) -> search_pb2.SearchResponse:
     t = result.timings
-    return search_pb2.SearchResponse(
+    response = search_pb2.SearchResponse(
         # protobuf strings must be UTF-8: a file name that is not is sent in readable form.
         hits=[search_pb2.Hit(id=i, path=display_path(p), score=s) for i, p, s in result.hits],
         timings=search_pb2.Timings(decode_ms=t.decode_ms, embed_ms=t.embed_ms,
                                    search_ms=t.search_ms, total_ms=t.total_ms),
         index_version=result.index_version,
     )
+    rerank_path.decorate(response, result)
+    return response
 
 
 def _cancellation(context: grpc.ServicerContext) -> threading.Event:

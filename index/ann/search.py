@@ -19,6 +19,13 @@ from index.store.manifest import Manifest
 from index.store.roots import build_root, relative_to
 
 
+def _ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Equal scores (exact copies) in id order, so the order is the same at every depth and
+    pages of one version concatenate to the unpaged ranking."""
+    order = np.lexsort((ids, -scores), axis=-1)
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
+
+
 class Searcher:
     """The faiss index, raw vectors and catalog of one published version."""
 
@@ -95,7 +102,7 @@ class Searcher:
         scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
         if depth > params.k:
             scores, ids = self.rerank(q, ids, params.k)
-        return Hits(ids, scores)
+        return Hits(*_ties_by_id(ids, scores))
 
     def refine_for(self, params: SearchParams) -> int:
         """How many candidates per result are re-ranked exactly (1: none, exact indexes)."""

@@ -38,7 +38,8 @@ from index.build.stages import (
 )
 from index.store.contract import record_or_check, stored_identity
 from index.store.directory import IndexDirectory, IndexDirectoryError
-from index.store.roots import widen_root
+from index.store.metadata import MetadataReport, apply_sidecar, read_sidecar, record_header_fields
+from index.store.roots import build_root, widen_root
 from index.store.vectors import DEFAULT_SHARD_SIZE, remove_orphans
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class BuildConfig:
     indexing: IndexingOptions = IndexingOptions()
     shard_size: int = DEFAULT_SHARD_SIZE
     prune: bool = False  # retire indexed files under the inputs that no longer exist
+    metadata: Path | None = None  # a CSV / JSON Lines sidecar of user fields by path
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class BuildReport:
     seconds: float
     missing_on_disk: int = 0  # indexed files under the inputs that no longer exist
     pruned: int = 0  # of those, retired by --prune
+    metadata: MetadataReport | None = None  # what --metadata wrote
 
     @property
     def vanished_note(self) -> str:
@@ -117,6 +120,7 @@ class BuildReport:
                 f"{m.index.spec}{exact}, version {m.version}; {self.seconds:.1f} s, "
                 f"{rate:.1f} images/s"
                 + self.vanished_note
+                + (f"; {self.metadata.summary()}" if self.metadata else "")
                 + ("; rebuilt the unreadable index from the stored vectors"
                    if self.indexing.repaired else "")
                 + (" [UNTRAINED model]" if m.model.untrained else ""))
@@ -132,6 +136,8 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
     """
     start = time.perf_counter()
     stages = stages or local_stages(cfg, embedder)
+    sidecar = read_sidecar(cfg.metadata) if cfg.metadata else None  # its errors come first
+    meta_report = None
     listing = stages.lister.list(cfg.inputs)
     directory = IndexDirectory(cfg.out)
     _check_output(directory.path)
@@ -160,6 +166,9 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
                 done.failed[:0] = stats.failed
                 stats = done
             catalog.record_failures(stats.failed, run_id)
+            record_header_fields(catalog, progress=cfg.indexing.progress)
+            if sidecar is not None:
+                meta_report = apply_sidecar(catalog, sidecar, build_root(catalog))
             if identity is None or catalog.counts()["live"] == 0:
                 raise NothingToIndexError(
                     f"no image could be indexed: all {len(stats.failed)} files failed",
@@ -172,7 +181,8 @@ def run_build(cfg: BuildConfig, embedder: Embedder | None = None,
         catalog.finish_run(run_id, "done", embedded=stats.embedded, reused=stats.reused,
                            failed=len(stats.failed))
     return BuildReport(len(listing.files), planned.skipped, stats, listing.ignored, result,
-                       time.perf_counter() - start, len(gone), len(gone) if cfg.prune else 0)
+                       time.perf_counter() - start, len(gone), len(gone) if cfg.prune else 0,
+                       meta_report)
 
 
 def _check_output(path: Path) -> None:

@@ -181,6 +181,11 @@ class Catalog:
             conn.close()
             self._local.conn = None
 
+    def sql(self) -> sqlite3.Connection:
+        """This thread's connection, for the stores that keep their own tables here
+        (index.store.metadata)."""
+        return self._conn()
+
     def get_meta(self, key: str) -> str | None:
         row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])

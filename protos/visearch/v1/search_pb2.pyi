@@ -33,7 +33,7 @@ class Embedding(_message.Message):
     def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("image", "text", "embedding", "k", "nprobe", "refine_factor", "like_id")
+    __slots__ = ("image", "text", "embedding", "k", "nprobe", "refine_factor", "like_id", "like_key", "include_self", "filter", "exclude_ids", "exclude_keys", "min_score", "collapse", "collapse_threshold", "offset", "page_token", "fields")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,17 @@ class SearchRequest(_message.Message):
     NPROBE_FIELD_NUMBER: _ClassVar[int]
     REFINE_FACTOR_FIELD_NUMBER: _ClassVar[int]
     LIKE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIKE_KEY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_SELF_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    COLLAPSE_FIELD_NUMBER: _ClassVar[int]
+    COLLAPSE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     image: ImageQuery
     text: str
     embedding: Embedding
@@ -48,17 +59,41 @@ class SearchRequest(_message.Message):
     nprobe: int
     refine_factor: int
     like_id: int
-    def __init__(self, image: _Optional[_Union[ImageQuery, _Mapping]] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., like_id: _Optional[int] = ...) -> None: ...
+    like_key: str
+    include_self: bool
+    filter: str
+    exclude_ids: _containers.RepeatedScalarFieldContainer[int]
+    exclude_keys: _containers.RepeatedScalarFieldContainer[str]
+    min_score: float
+    collapse: bool
+    collapse_threshold: float
+    offset: int
+    page_token: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[_Union[ImageQuery, _Mapping]] = ..., text: _Optional[str] = ..., embedding: _Optional[_Union[Embedding, _Mapping]] = ..., k: _Optional[int] = ..., nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., like_id: _Optional[int] = ..., like_key: _Optional[str] = ..., include_self: _Optional[bool] = ..., filter: _Optional[str] = ..., exclude_ids: _Optional[_Iterable[int]] = ..., exclude_keys: _Optional[_Iterable[str]] = ..., min_score: _Optional[float] = ..., collapse: _Optional[bool] = ..., collapse_threshold: _Optional[float] = ..., offset: _Optional[int] = ..., page_token: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "path", "score")
+    __slots__ = ("id", "path", "score", "collapsed", "collapsed_ids", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    COLLAPSED_FIELD_NUMBER: _ClassVar[int]
+    COLLAPSED_IDS_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
     id: int
     path: str
     score: float
-    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    collapsed: int
+    collapsed_ids: _containers.RepeatedScalarFieldContainer[int]
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[int] = ..., path: _Optional[str] = ..., score: _Optional[float] = ..., collapsed: _Optional[int] = ..., collapsed_ids: _Optional[_Iterable[int]] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Timings(_message.Message):
     __slots__ = ("decode_ms", "embed_ms", "search_ms", "total_ms")
@@ -73,14 +108,22 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "timings", "index_version")
+    __slots__ = ("hits", "timings", "index_version", "next_page_token", "version_changed", "strategy", "matched")
     HITS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     timings: Timings
     index_version: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., index_version: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    version_changed: bool
+    strategy: str
+    matched: int
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., index_version: _Optional[int] = ..., next_page_token: _Optional[str] = ..., version_changed: _Optional[bool] = ..., strategy: _Optional[str] = ..., matched: _Optional[int] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("requests",)

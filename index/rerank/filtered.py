@@ -1,0 +1,179 @@
+"""The top k among the images a filter allows, by a strategy chosen from its selectivity.
+
+* few matches (``exact_below``): an exact scan of their stored vectors; exact and, for
+  a few thousand vectors, faster than any index walk;
+* selective (under ``selector_below`` of the images): faiss searches the matching ids
+  only, through an IDSelector in per-call SearchParameters (a new one per call: a
+  selector points at this call's bitmap, so it is never cached);
+* broad: an ordinary search ``1/selectivity`` times deeper, then the filter; when that
+  still finds fewer than asked, the selector search answers instead.
+
+Each returns (id, score) best first, ties by id, at exact (re-ranked) scores where the
+index re-ranks. The crossovers are measured in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+
+from index.ann import faiss_index as ann
+from index.ann.query import SearchParams
+
+if TYPE_CHECKING:
+    from index.ann.search import Searcher
+
+Ranked = list[tuple[int, float]]
+SCAN_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class FilterStrategy:
+    exact_below: int = 2_000  # matching images scanned exactly at or below this count (measured)
+    selector_below: float = 0.2  # fraction of images: IDSelector below, deeper search above
+    max_depth: int = 20_000  # most ANN candidates a broad filter asks for
+
+
+DEFAULT_STRATEGY = FilterStrategy()
+
+
+def choose(matched: int, held: int, strategy: FilterStrategy) -> str:
+    if matched <= strategy.exact_below:
+        return "exact"
+    return "selector" if matched < strategy.selector_below * held else "post"
+
+
+def top_among(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+              params: SearchParams, strategy: FilterStrategy = DEFAULT_STRATEGY,
+              force: str | None = None) -> tuple[Ranked, str]:
+    """The best ``depth`` allowed ids for the (1, dim) unit query ``q``, and the strategy
+    used. ``allowed`` covers ids 0..n-1 and holds only ids this version serves."""
+    matched = int(allowed.sum())
+    if matched == 0:
+        return [], "none"
+    how = force or choose(matched, searcher.ntotal, strategy)
+    if how == "exact":
+        return exact_scan(searcher, q, np.flatnonzero(allowed), depth), how
+    if how == "post":
+        found = post_filter(searcher, q, allowed, depth, params, matched, strategy)
+        if found is not None:
+            return found, how
+        how = "selector"
+    return selector_search(searcher, q, allowed, depth, params), how
+
+
+def exact_scan(searcher: Searcher, q: np.ndarray, ids: np.ndarray, depth: int) -> Ranked:
+    """Exact inner products with the stored vectors of ``ids``, in chunks."""
+    best_ids, best_scores = [], []
+    for start in range(0, len(ids), SCAN_CHUNK):
+        chunk = ids[start:start + SCAN_CHUNK]
+        scores = searcher.store.get(chunk).astype(np.float32) @ q[0]
+        if len(chunk) > depth:
+            keep = np.argpartition(-scores, depth - 1)[:depth]
+            chunk, scores = chunk[keep], scores[keep]
+        best_ids.append(chunk)
+        best_scores.append(scores)
+    return _ordered(np.concatenate(best_ids), np.concatenate(best_scores), depth)
+
+
+def _ordered(ids: np.ndarray, scores: np.ndarray, depth: int) -> Ranked:
+    keep = ids >= 0
+    ids, scores = ids[keep], scores[keep]
+    order = np.lexsort((ids, -scores))[:depth]
+    return [(int(i), float(s)) for i, s in zip(ids[order], scores[order], strict=True)]
+
+
+def selector_search(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+                    params: SearchParams) -> Ranked:
+    refine = searcher.refine_for(params)
+    # IDSelectorBitmap reads bit (id & 7) of byte id >> 3 with no bounds check: pad it.
+    bitmap = np.packbits(np.concatenate([allowed, np.zeros(64, bool)]), bitorder="little")
+    selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    call = _parameters(searcher, params, selector, float(allowed.mean()))
+    with _reading(searcher):
+        scores, ids = searcher.index.search(q, depth * refine, params=call)
+    del call, selector  # the bitmap outlives both
+    if refine > 1:
+        scores, ids = searcher.rerank(q, ids, depth)
+    return _ordered(ids[0], scores[0], depth)
+
+
+def post_filter(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+                params: SearchParams, matched: int, strategy: FilterStrategy) -> Ranked | None:
+    """None when a search ``1/selectivity`` deeper finds fewer than ``depth`` allowed ids."""
+    refine = searcher.refine_for(params)
+    want = depth * refine
+    ann_depth = min(searcher.ntotal, strategy.max_depth,
+                    math.ceil(want * searcher.ntotal / matched * 1.5) + 16)
+    if ann_depth < want:
+        return None
+    nprobe = _nprobe(searcher, params, matched / max(searcher.ntotal, 1))
+    with _reading(searcher):
+        scores, ids = searcher.index.search(q, ann_depth,
+                                            params=ann.search_parameters(searcher.index, nprobe))
+    row = ids[0]
+    ok = (row >= 0) & allowed[np.clip(row, 0, len(allowed) - 1)]
+    ids_ok, scores_ok = row[ok][:want], scores[0][ok][:want]
+    if len(ids_ok) < min(depth, matched):
+        return None
+    if refine > 1:
+        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth)
+        return _ordered(ranked[0], exact[0], depth)
+    return _ordered(ids_ok, scores_ok, depth)
+
+
+def _parameters(searcher: Searcher, params: SearchParams,
+                selector: faiss.IDSelector, selectivity: float) -> faiss.SearchParameters:
+    """Per-call parameters holding ``selector``; built for this call only. Unless the
+    query sets nprobe, a selective filter visits 1/sqrt(selectivity) times more lists:
+    the probed lists hold that much fewer matching images."""
+    nprobe = _nprobe(searcher, params, selectivity)
+    inner: faiss.SearchParameters
+    if nprobe is not None:
+        inner = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]
+    else:
+        inner = faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
+    if isinstance(faiss.downcast_index(searcher.index), faiss.IndexPreTransform):
+        outer = faiss.SearchParametersPreTransform(index_params=inner)  # type: ignore[call-arg]
+        outer.referenced_objects = [inner]  # type: ignore[attr-defined]
+        return outer
+    return inner
+
+
+def _nprobe(searcher: Searcher, params: SearchParams, selectivity: float) -> int | None:
+    if not searcher.is_ivf:
+        return None
+    if params.nprobe is not None:
+        return params.nprobe
+    widened = (searcher.manifest.index.default_nprobe or 1) / math.sqrt(max(selectivity, 1e-6))
+    return int(min(ann.ivf_of(searcher.index).nlist, math.ceil(widened)))
+
+
+@contextlib.contextmanager
+def _reading(searcher: Searcher) -> Iterator[None]:
+    """A live (writable) searcher's read lock; nothing for a published version."""
+    lock = getattr(searcher, "lock", None)
+    if lock is None:
+        yield
+    else:
+        with lock.reading():
+            yield
+
+
+def held_mask(searcher: Searcher) -> np.ndarray:
+    """Which ids 0..store.count-1 this version serves, cached until its index changes."""
+    key = (searcher.ntotal, searcher.store.count)
+    cached = getattr(searcher, "_held_mask", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    mask = np.zeros(searcher.store.count, bool)
+    held = searcher.held_ids()
+    mask[held[held < len(mask)]] = True
+    searcher._held_mask = (key, mask)  # type: ignore[attr-defined]
+    return mask
