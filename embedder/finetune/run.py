@@ -23,7 +23,7 @@ from embedder.finetune.checkpoint import (
 from embedder.finetune.config import SUPERVISED, FinetuneError, FinetuneSettings
 from embedder.finetune.data import ViewPairs, label_ids
 from embedder.finetune.evaluate import Evaluation, measure_after, measure_before
-from embedder.finetune.split import stratified_holdout
+from embedder.finetune.split import split_paths
 from embedder.finetune.train import TrainResult, train
 from index.store.contract import check_same_model, require_model
 from index.store.directory import IndexDirectory
@@ -93,8 +93,8 @@ def finetune_index(job: FinetuneJob) -> FinetuneReport:
     if job.settings.objective == SUPERVISED and not labels:
         raise FinetuneError("the supervised objective needs labels of indexed images "
                             "(--labels CSV or --labels-from-folders)")
-    train_labels, held = stratified_holdout(labels, job.settings.holdout, job.settings.seed)
-    train_paths = [p for p in paths if p not in held]
+    train_paths, train_labels, held = split_paths(paths, labels, job.settings.holdout,
+                                                  job.settings.seed)
     if len(train_paths) < 2:
         raise FinetuneError(f"{len(train_paths)} images to train on; fine-tuning needs more")
     work = _prepare_out(job, source)

@@ -5,6 +5,7 @@ memorising a training image."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,3 +30,11 @@ def stratified_holdout(labels: dict[str, str], fraction: float, seed: int
         for rank, i in enumerate(order):
             (held if rank < count else train)[paths[i]] = label
     return train, held
+
+
+def split_paths(paths: Sequence[str], labels: dict[str, str], fraction: float, seed: int
+                ) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(paths to train on, their labels, held-out labels): every image that is not held
+    out trains, labelled or not; no held-out image is among the training paths."""
+    train_labels, held = stratified_holdout(labels, fraction, seed)
+    return [p for p in paths if p not in held], train_labels, held

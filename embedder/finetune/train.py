@@ -121,11 +121,12 @@ def train(model: torch.nn.Module, data: ViewPairs, settings: FinetuneSettings,
             scaler.update()
             step += 1
             batches += 1
-            epoch_loss += float(loss.detach())
+            value = float(loss.detach())
+            epoch_loss += value
             result.images += len(view0)
             rate = result.images / (time.perf_counter() - started)
             bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}", img_s=f"{rate:.1f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}", img_s=f"{rate:.1f}")
         model.eval()
         result.epochs_done = epoch + 1
         result.losses.append(epoch_loss / max(1, batches))
