@@ -61,14 +61,16 @@ def add_decode_arguments(parser: argparse.ArgumentParser) -> None:
                             "%(default)s)")
 
 
-def embedder_config(args: argparse.Namespace,
-                    stored: ModelIdentity | None = None) -> EmbedderConfig:
+def embedder_config(args: argparse.Namespace, stored: ModelIdentity | None = None,
+                    base_dir: Path | None = None) -> EmbedderConfig:
     """The model named by --model; without one, ``stored`` (the model of an index being
     extended) if given, else the default. --pretrained, --checkpoint, --device and
-    --precision from the command line apply either way."""
+    --precision from the command line apply either way; ``base_dir`` is the index holding
+    ``stored`` (fine-tuned weights lie inside it)."""
     if args.model is None and stored is not None:
         return stored.embedder_config(device=args.device, precision=args.precision,
-                                      checkpoint=args.checkpoint, pretrained=args.pretrained)
+                                      checkpoint=args.checkpoint, pretrained=args.pretrained,
+                                      base_dir=base_dir)
     return EmbedderConfig(
         model=DEFAULT_MODEL if args.model is None else args.model,
         pretrained=DEFAULT_PRETRAINED if args.pretrained is None else args.pretrained,

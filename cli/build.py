@@ -145,7 +145,7 @@ def build_embedder_config(args: argparse.Namespace) -> EmbedderConfig:
     if stored is not None:
         require_model(stored, "adding images")
         log.info("model %s, as recorded in the index in --out", stored.name)
-    return embedder_config(args, stored)
+    return embedder_config(args, stored, args.out)
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:

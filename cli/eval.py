@@ -128,7 +128,7 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
     if args.queries:
         from evaluation.queries import embed_folder
 
-        queries = embed_folder(args.queries, searcher.manifest.model)
+        queries = embed_folder(args.queries, searcher.manifest.model, args.index)
         source = f"images in {args.queries}"
     else:
         queries = searcher.store.get(sample_ids(live, args.num_queries, args.seed))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from common.machine import usable_cores
@@ -57,7 +59,12 @@ class DecodeLimits:
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """What an index records about the model that built it (see the manifest)."""
+    """What an index records about the model that built it (see the manifest).
+
+    ``finetune`` is the lineage of a model that `visearch finetune` trained: the base
+    model's identity, the training settings, the weights file (a path relative to the
+    index directory, so the index can be moved) and whether text queries are accepted.
+    """
 
     name: str
     pretrained: str | None
@@ -66,12 +73,23 @@ class ModelIdentity:
     embed_dim: int
     untrained: bool
     preprocess: dict[str, Any]
+    finetune: dict[str, Any] | None = None
+
+    @property
+    def accepts_text(self) -> bool:
+        """False for a fine-tuned image tower whose text alignment was not kept."""
+        return self.finetune is None or bool(self.finetune.get("text_queries"))
 
     def embedder_config(self, *, device: str = "auto", precision: str = "auto",
-                        checkpoint: str | None = None,
-                        pretrained: str | None = None) -> EmbedderConfig:
+                        checkpoint: str | None = None, pretrained: str | None = None,
+                        base_dir: str | Path | None = None) -> EmbedderConfig:
         """The config that loads this model again (``checkpoint`` and ``pretrained`` override
-        the recorded ones, e.g. the same weights at another path)."""
+        the recorded ones, e.g. the same weights at another path). A relative recorded
+        checkpoint (fine-tuned weights inside an index) is taken relative to ``base_dir``,
+        the index directory."""
+        recorded = self.checkpoint
+        if recorded and base_dir is not None and not os.path.isabs(recorded):
+            recorded = str(Path(base_dir) / recorded)
         return EmbedderConfig(model=self.name, pretrained=pretrained or self.pretrained,
-                              checkpoint=checkpoint or self.checkpoint, device=device,
+                              checkpoint=checkpoint or recorded, device=device,
                               precision=precision)

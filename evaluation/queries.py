@@ -16,12 +16,13 @@ class NoQueryImagesError(VisearchError, ValueError):
     """The query folder holds no image the model could read."""
 
 
-def embed_folder(folder: Path, identity: ModelIdentity) -> np.ndarray:
+def embed_folder(folder: Path, identity: ModelIdentity, index_dir: Path | None = None
+                 ) -> np.ndarray:
     """Unit vectors of the decodable images under ``folder`` (others are skipped)."""
     from embedder.embedder import load_embedder
 
     require_model(identity, "--queries")
-    embedder = load_embedder(identity.embedder_config())
+    embedder = load_embedder(identity.embedder_config(base_dir=index_dir))
     vectors = [v for _, v in embedder.embed_files(list_images([str(folder)]).files) if len(v)]
     if not vectors:
         raise NoQueryImagesError(f"no decodable images in {folder}")

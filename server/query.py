@@ -10,7 +10,7 @@ import numpy as np
 from index.ann.query import InvalidQueryError, SearchParams
 from index.ann.search import Searcher
 from index.rerank.stage import Rerank
-from index.store.contract import require_model
+from index.store.contract import require_model, require_text
 from server.config import ServiceConfig
 
 
@@ -45,6 +45,7 @@ def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
     if query.text is not None:
         if not query.text.strip():
             raise InvalidQueryError("text query is empty")
+        require_text(searcher.manifest.model)
         size = len(query.text.encode("utf-8", "surrogatepass"))
         if size > config.max_text_bytes:
             # The tokenizer keeps 77 tokens; a longer text only costs the model time.

@@ -224,7 +224,8 @@ def load_service(index_dir: Path | str, *, device: str = "auto", checkpoint: str
     recorded = searcher.manifest.model
     if not has_model(recorded):
         return SearchService(IndexHandle(searcher), None, config)
-    embedder = load_embedder(recorded.embedder_config(device=device, checkpoint=checkpoint))
+    embedder = load_embedder(recorded.embedder_config(device=device, checkpoint=checkpoint,
+                                                        base_dir=index_dir))
     check_same_model(recorded, embedder.identity)
     model = ModelSide(embedder, config.limits, batch_max=config.batch_max,
                       batch_wait_ms=config.batch_wait_ms)

@@ -27,6 +27,24 @@ class NoModelError(VisearchError):
     """The index holds precomputed vectors only: it answers embedding queries alone."""
 
 
+class TextQueriesRefusedError(NoModelError):
+    """The image tower was fine-tuned without keeping its alignment with the text tower."""
+
+
+def require_text(identity: ModelIdentity) -> None:
+    """Raise TextQueriesRefusedError when the index's model no longer matches texts to
+    images (see ``visearch finetune``: only the image tower is trained)."""
+    if not identity.accepts_text:
+        measured = (identity.finetune or {}).get("text_alignment")
+        why = (f"text-to-image mAP@10 went from {measured['before']:.3f} to "
+               f"{measured['after']:.3f}" if measured else "the alignment was not measured "
+               "(no labels to caption)")
+        raise TextQueriesRefusedError(
+            f"this index was built with a fine-tuned image tower whose alignment with the "
+            f"text tower was not kept ({why}); send an image, an embedding or like_id, or "
+            f"query the base index for text")
+
+
 def precomputed_identity(dim: int) -> ModelIdentity:
     """The identity recorded for vectors that no model of ours produced."""
     return ModelIdentity(name=PRECOMPUTED, pretrained=None, checkpoint=None,
