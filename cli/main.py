@@ -19,6 +19,8 @@ from cli.build import add_build_parser, add_sync_parser
 from cli.check import add_check_parsers
 from cli.delete import add_delete_parser
 from cli.eval import add_eval_parser
+from cli.export import add_export_parser
+from cli.import_ import add_import_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
 from cli.upsert import add_upsert_parser
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_web_parser(subparsers)
     add_eval_parser(subparsers)
     add_check_parsers(subparsers)
+    add_export_parser(subparsers)
+    add_import_parser(subparsers)
     return parser
 
 

@@ -85,6 +85,10 @@ class VectorStore:
 
     def get(self, ids: np.ndarray) -> np.ndarray:
         """Vectors for ``ids`` as float32, re-normalised after the float16 round trip."""
+        return normalise(self.raw(ids))
+
+    def raw(self, ids: np.ndarray) -> np.ndarray:
+        """The stored values of ``ids`` as float32, not re-normalised (exports)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.count):
             raise IndexError(f"vector ids out of range 0..{self.count - 1}")
@@ -94,7 +98,7 @@ class VectorStore:
             mask = which == shard_index
             rows = ids[mask] - self._starts[shard_index]
             out[mask] = self._arrays[shard_index][rows]
-        return normalise(out)
+        return out
 
     def iter_batches(self, ids: np.ndarray, batch_size: int = 65536
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
