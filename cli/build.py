@@ -80,12 +80,25 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="dtype of the stored raw vectors (default: float16)")
     group.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                        help="vectors per stored shard: the most a killed build re-embeds")
+    group.add_argument("--index-shards", type=positive_int, default=1, metavar="N",
+                       help="train once, then add vectors in N parallel processes and merge "
+                            "them with faiss (same index as N=1; default: 1)")
     group.add_argument("--no-gpu-index", action="store_true",
                        help="train and add on the CPU even when faiss has a GPU")
     parser.add_argument("--metadata", type=Path, metavar="FILE",
                         help="user fields by path: CSV with a 'path' column or JSON Lines with "
                              "a 'path' key (README: Filters); on an existing index it updates "
                              "fields without re-embedding")
+    engine = parser.add_argument_group("engine")
+    engine.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process; ray: decode and embed on Ray Data, write "
+                             "here (default: local)")
+    engine.add_argument("--ray-address", metavar="ADDR",
+                        help="Ray cluster (auto, ray://host:10001); default: a local Ray")
+    engine.add_argument("--ray-workers", type=positive_int, default=2, metavar="N",
+                        help="embed actors, one model each (default: 2)")
+    engine.add_argument("--gpus-per-worker", type=float, default=0.0,
+                        help="GPUs per embed actor (default: 0, CPU)")
     parser.add_argument("--report", type=Path, help="write the build report as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -112,10 +125,11 @@ def build_command(args: argparse.Namespace) -> int:
             use_gpu=not args.no_gpu_index,
             retrain=args.retrain,
             progress=not args.quiet,
+            index_shards=args.index_shards,
         ),
     )
     try:
-        report = run_build(config)
+        report = run_build(config, stages=engine_stages(args, config))
     except NothingToIndexError as exc:  # every file failed: the reasons are all there is
         print_failures(exc.failed)
         if args.report:
@@ -129,6 +143,17 @@ def build_command(args: argparse.Namespace) -> int:
         write_report(args.report, report_json(report))
     print(report.summary())
     return 0
+
+
+def engine_stages(args: argparse.Namespace, config: Any) -> Any:
+    """None (the local stages) or the Ray engine's."""
+    if args.engine != "ray":
+        return None
+    from index.build.ray_engine import RayOptions, ray_stages
+
+    return ray_stages(config, RayOptions(address=args.ray_address, workers=args.ray_workers,
+                                         gpus_per_worker=args.gpus_per_worker,
+                                         batch_size=args.batch_size))
 
 
 def build_embedder_config(args: argparse.Namespace) -> EmbedderConfig:

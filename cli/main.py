@@ -20,7 +20,9 @@ from cli.check import add_check_parsers
 from cli.compact import add_compact_parser
 from cli.delete import add_delete_parser
 from cli.eval import add_eval_parser
+from cli.export import add_export_parser
 from cli.finetune import add_finetune_parser
+from cli.import_ import add_import_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
 from cli.upsert import add_upsert_parser
@@ -48,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_finetune_parser(subparsers)
     add_check_parsers(subparsers)
     add_compact_parser(subparsers)
+    add_export_parser(subparsers)
+    add_import_parser(subparsers)
     return parser
 
 

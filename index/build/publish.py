@@ -46,6 +46,7 @@ class IndexingOptions:
     retrain: bool = False
     progress: bool = True
     keep_spec: bool = False  # deletes: keep the trained index even if the rule would now differ
+    index_shards: int = 1  # >1: train once, add in this many processes, merge (sharded.py)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,10 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
 
 def _train_and_add(settings: IndexSettings, dim: int, store: VectorStore, live: np.ndarray,
                    options: IndexingOptions) -> tuple[faiss.Index, str]:
+    if options.index_shards > 1 and not settings.exact:
+        from index.build.sharded import build_sharded
+
+        return build_sharded(settings, dim, store, live, options.index_shards), "cpu"
     index = ann.new_index(settings, dim)
     placement = ann.GpuPlacement(options.use_gpu)
     index = placement.to_device(index, settings)

@@ -11,95 +11,25 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 
-from common.errors import VisearchError
-from common.paths import display_path, path_bytes
-
-SCHEMA_VERSION = 2  # the newest schema this program reads and writes
-# 1: every path is TEXT. 2: a path that is not valid UTF-8 is stored as a BLOB of its bytes
-# (see _to_db). A catalog moves to 2 only when it first stores such a path, so indexes
-# without one stay readable by programs that know schema 1 only.
-RAW_PATHS_VERSION = 2
-# Rows per IN (...) look-up: SQLite limits the variables of one statement.
-LOOKUP_CHUNK = 500
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    run_id INTEGER NOT NULL,
-    deleted INTEGER NOT NULL DEFAULT 0,
-    deleted_run INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS images_live_path ON images(path) WHERE deleted = 0;
-CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
-CREATE TABLE IF NOT EXISTS shards (
-    shard INTEGER PRIMARY KEY,
-    file TEXT NOT NULL,
-    first_id INTEGER NOT NULL,
-    count INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS metadata (
-    id INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (id, key)
-);
-CREATE TABLE IF NOT EXISTS failures (
-    path TEXT PRIMARY KEY,
-    reason TEXT NOT NULL,
-    run_id INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL,
-    embedded INTEGER NOT NULL DEFAULT 0,
-    reused INTEGER NOT NULL DEFAULT 0,
-    failed INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-
-class CatalogError(VisearchError):
-    """The catalog is missing, newer than this program, or inconsistent."""
-
-
-def damaged(path: Path, exc: Exception) -> CatalogError:
-    """The message for a catalog SQLite cannot read (overwritten or truncated pages)."""
-    return CatalogError(f"the catalog {path} is damaged ({exc}): the stored vectors can no "
-                        f"longer be mapped to images; build again from the images into a new "
-                        f"directory (`visearch check {path.parent}` lists what else is hurt)")
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image file through its life: listed (path, size, mtime), read (sha256 of its
-    bytes) and stored (its vector id). Fields not known yet keep their defaults."""
-
-    path: str
-    size: int
-    mtime_ns: int
-    sha256: str = ""
-    id: int = -1
-
-
-@dataclass(frozen=True)
-class Shard:
-    shard: int
-    file: str
-    first_id: int
-    count: int
+from common.paths import display_path
+from index.store.records import (  # noqa: F401 - re-exported: the catalog's records
+    LOOKUP_CHUNK,
+    SCHEMA,
+    SCHEMA_VERSION,
+    CatalogError,
+    ImageRecord,
+    Shard,
+    _from_db,
+    _note_raw_paths,
+    _to_db,
+    damaged,
+)
 
 
 class Catalog:
@@ -368,6 +298,59 @@ class Catalog:
         with self._conn() as conn:
             conn.execute("UPDATE shards SET file = ? WHERE shard = ?", (file, shard_no))
 
+    def add_keys(self, shard: Shard, keys: Sequence[str], run_id: int,
+                 metadata: Sequence[dict[str, str]] = ()) -> None:
+        """``add_shard`` for imported vectors (no file: size, mtime and hash empty), at
+        ~200k rows/s: set-based SQL retires the old ids of incoming keys through a temporary
+        table, skipped while no row is live, and the metadata joins the same transaction."""
+        if len(keys) != shard.count:
+            raise CatalogError(f"shard {shard.shard}: {shard.count} vectors, {len(keys)} keys")
+        stored = [k if k.isascii() else _to_db(k) for k in keys]
+        first = shard.first_id
+        with self._conn() as conn:
+            _note_raw_paths(conn, stored)
+            if conn.execute("SELECT 1 FROM images WHERE deleted = 0 LIMIT 1").fetchone():
+                conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (path PRIMARY KEY)")
+                conn.execute("DELETE FROM incoming")
+                conn.executemany("INSERT OR IGNORE INTO incoming VALUES (?)",
+                                 zip(stored, strict=True))
+                conn.execute("UPDATE images SET deleted = 1, deleted_run = ? WHERE deleted = 0 "
+                             "AND path IN (SELECT path FROM incoming)", (run_id,))
+            conn.executemany(
+                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
+                "VALUES (?, ?, 0, 0, '', ?)",
+                zip(range(first, first + len(stored)), stored, repeat(run_id)))
+            conn.executemany("INSERT INTO metadata VALUES (?, ?, ?)",
+                             [(first + i, k, v) for i, meta in enumerate(metadata)
+                              for k, v in sorted(meta.items())])
+            conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
+                         (shard.shard, shard.file, shard.first_id, shard.count))
+
+    def iter_live(self, chunk: int = 65536) -> Iterator[list[tuple[int, str]]]:
+        """(id, path) of live images in id order, ``chunk`` rows at a time (exports)."""
+        last = -1
+        while True:
+            rows = [(int(i), _from_db(p)) for i, p in self._conn().execute(
+                "SELECT id, path FROM images WHERE deleted = 0 AND id > ? ORDER BY id LIMIT ?",
+                (last, chunk))]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def metadata_of(self, first: int, last: int) -> dict[int, dict[str, str]]:
+        """Metadata of the ids in ``first..last`` that have any."""
+        out: dict[int, dict[str, str]] = {}
+        for row_id, key, value in self._conn().execute(
+                "SELECT id, key, value FROM metadata WHERE id BETWEEN ? AND ? ORDER BY id, key",
+                (first, last)):
+            out.setdefault(int(row_id), {})[key] = value
+        return out
+
+    def metadata_keys(self) -> list[str]:
+        return [r[0] for r in self._conn().execute(
+            "SELECT DISTINCT key FROM metadata ORDER BY key")]
+
     def shards(self) -> list[Shard]:
         return [Shard(*r) for r in self._conn().execute(
             "SELECT shard, file, first_id, count FROM shards ORDER BY shard")]
@@ -384,27 +367,3 @@ class Catalog:
     def failures(self) -> list[tuple[str, str]]:
         return [(_from_db(r[0]), r[1]) for r in self._conn().execute(
             "SELECT path, reason FROM failures ORDER BY path")]
-
-
-def _to_db(path: str) -> str | bytes:
-    """A path as stored: TEXT when its bytes are UTF-8 (as every schema-1 path is), else a
-    BLOB of its bytes. SQLite never equates TEXT with a BLOB, so each file has one key."""
-    raw = path_bytes(path)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
-def _from_db(value: str | bytes) -> str:
-    """The path as Python names the file (surrogate escapes for bytes that are not UTF-8)."""
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _note_raw_paths(conn: sqlite3.Connection, paths: Sequence[str | bytes]) -> None:
-    """Raise the schema version, in the caller's transaction, when a BLOB path is stored:
-    a program that knows schema 1 only would hand such a path on as bytes."""
-    if any(isinstance(p, bytes) for p in paths):
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' "
-                     "AND CAST(value AS INTEGER) < ?",
-                     (str(RAW_PATHS_VERSION), RAW_PATHS_VERSION))
