@@ -13,6 +13,7 @@ import json
 import operator
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,6 +63,9 @@ class Column:
         return str(int(number)) if self.kind == "integer" else repr(number)
 
 
+MASK_CACHE_SIZE = 64
+
+
 class MetadataProvider:
     """The metadata of one catalog, as columns; safe to share between threads."""
 
@@ -72,6 +76,9 @@ class MetadataProvider:
         self._columns: dict[str, Column] = {}
         self._types: dict[str, str] = {}
         self._size = 0
+        # Filter text -> its mask: real traffic repeats a few filters, and evaluating one
+        # walks every id (most of a filtered query's time at 50k ids).
+        self._masks: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     def types(self) -> dict[str, str]:
         self._refresh()
@@ -82,12 +89,26 @@ class MetadataProvider:
         return check(parse(text), self.types())
 
     def mask(self, expr: Node | str, size: int) -> np.ndarray:
-        """Which of ids 0..size-1 match ``expr``."""
+        """Which of ids 0..size-1 match ``expr`` (read-only; cached per filter text until
+        the catalog's metadata changes)."""
+        if isinstance(expr, str):
+            self._refresh()
+            with self._lock:
+                cached = self._masks.get((expr, size))
+                if cached is not None:
+                    self._masks.move_to_end((expr, size))
+                    return cached
         node = self.compile(expr) if isinstance(expr, str) else expr
         out = self._eval(node)
-        if len(out) >= size:
-            return out[:size]
-        return np.concatenate([out, np.zeros(size - len(out), bool)])
+        out = out[:size] if len(out) >= size else \
+            np.concatenate([out, np.zeros(size - len(out), bool)])
+        if isinstance(expr, str):
+            out.flags.writeable = False
+            with self._lock:
+                self._masks[(expr, size)] = out
+                while len(self._masks) > MASK_CACHE_SIZE:
+                    self._masks.popitem(last=False)
+        return out
 
     def get(self, ids: Sequence[int], cols: Sequence[str]) -> list[dict[str, str]]:
         """The named fields of each id, as text; a missing value is left out."""
@@ -119,6 +140,7 @@ class MetadataProvider:
             if key != self._key:
                 self._key = key
                 self._columns = {}
+                self._masks.clear()
                 self._types = meta.field_types(self.catalog)
                 self._size = self.catalog.next_id()
 
