@@ -60,6 +60,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     labels.add_argument("--labels", type=Path, help="CSV of path,label: task quality mode")
     labels.add_argument("--labels-from-folders", action="store_true",
                         help="task quality with each image's folder name as its label")
+    parser.add_argument("--filter", metavar="EXPR",
+                        help="measure filtered recall: every query carries this filter "
+                             "(README: Filters) and ground truth is an exact search over "
+                             "the images it allows")
     parser.add_argument("--server", help="HOST:PORT: search through the gRPC server instead "
                         "of in-process (ground truth still from the index directory)")
     parser.add_argument("--json", type=Path, dest="json_out", help="write every number here")
@@ -72,9 +76,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
 def _backend(args: argparse.Namespace, searcher: Any) -> Iterator[Any]:
     """In-process by default; with ``--server`` every query goes through gRPC."""
     if args.server is None:
-        from evaluation.backends import LocalBackend
+        from evaluation.backends import FilteredLocalBackend, LocalBackend
 
-        yield LocalBackend(searcher)
+        yield FilteredLocalBackend(searcher, args.filter) if args.filter else \
+            LocalBackend(searcher)
         return
     import grpc
 
@@ -83,7 +88,7 @@ def _backend(args: argparse.Namespace, searcher: Any) -> Iterator[Any]:
 
     with SearchClient(args.server, security=channel_security(args)) as client:
         try:
-            yield RemoteBackend(client)
+            yield RemoteBackend(client, args.filter)
         except grpc.RpcError as exc:  # refused, unreachable...: a message, not a traceback
             raise EvalServerError(f"{args.server}: {exc.code().name}: {exc.details()}") \
                 from exc
@@ -96,6 +101,8 @@ def eval_command(args: argparse.Namespace) -> int:
 
     if args.apply and args.target_recall is None:
         raise EvalUsageError("--apply needs --target-recall")
+    if args.filter and (args.labels or args.labels_from_folders):
+        raise EvalUsageError("--filter measures ANN fidelity; it does not combine with labels")
     if args.server is None and (args.tls or args.token_file or any(
             (args.tls_ca, args.tls_cert, args.tls_key, args.tls_server_name))):
         raise EvalUsageError("the TLS and token options apply with --server")
@@ -119,12 +126,23 @@ def eval_command(args: argparse.Namespace) -> int:
 
 def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, backend: Any,
                    report: dict[str, Any]) -> None:
+    import numpy as np
+
     from evaluation.fidelity import exact_neighbours, fastest_meeting, settings_to_sweep, sweep
     from index.store.vectors import sample_ids
 
     settings_ = searcher.manifest.index
     ks = [k for k in args.k if k <= searcher.ntotal] or [min(args.k[0], searcher.ntotal)]
     live = searcher.held_ids()  # deleted rows are neither queries nor ground truth
+    matching = live
+    if args.filter:  # ground truth: exact search over the held images the filter allows
+        from index.rerank.stage import Rerank, allowed_ids
+
+        allowed = allowed_ids(searcher, Rerank(filter=args.filter))
+        matching = np.flatnonzero(allowed) if allowed is not None else live
+        if len(matching) == 0:
+            raise EvalUsageError(f"no image matches --filter {args.filter!r}")
+        report["filter"] = {"expression": args.filter, "matching": int(len(matching))}
     if args.queries:
         from evaluation.queries import embed_folder
 
@@ -137,7 +155,7 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
         raise EvalUsageError(f"--nprobe applies to IVF indexes; this one is {settings_.spec}")
     settings = settings_to_sweep(settings_, args.nprobe)
     start = time.perf_counter()
-    truth = exact_neighbours(searcher.store, live, queries, max(ks))
+    truth = exact_neighbours(searcher.store, matching, queries, max(ks))
     truth_seconds = time.perf_counter() - start
     target_k = args.target_k if args.target_k in ks else ks[min(1, len(ks) - 1)]
     result = sweep(backend, queries, truth, ks, settings, target_k, args.single_queries,

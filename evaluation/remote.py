@@ -18,8 +18,9 @@ class RemoteSearchError(RuntimeError):
 class RemoteBackend:
     """Embedding queries through SearchBatch (batched) and Search (single)."""
 
-    def __init__(self, client: SearchClient):
+    def __init__(self, client: SearchClient, filter: str | None = None):
         self.client = client
+        self.filter = filter  # every query carries it (filtered recall)
 
     def search(self, queries: np.ndarray, params: SearchParams) -> Hits:
         results: list[SearchResult] = []
@@ -34,10 +35,9 @@ class RemoteBackend:
     def search_one(self, query: np.ndarray, params: SearchParams) -> Hits:
         return _hits([self.client.search(self._request(query, params))], params.k)
 
-    @staticmethod
-    def _request(query: np.ndarray, params: SearchParams):  # type: ignore[no-untyped-def]
+    def _request(self, query: np.ndarray, params: SearchParams):  # type: ignore[no-untyped-def]
         return vector_request(query, k=params.k, nprobe=params.nprobe,
-                              refine_factor=params.refine_factor)
+                              refine_factor=params.refine_factor, filter=self.filter)
 
 
 def _hits(results: list[SearchResult], k: int) -> Hits:
