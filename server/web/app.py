@@ -81,10 +81,11 @@ def create_app(client: SearchClient, config: WebConfig = WebConfig()) -> FastAPI
         search_request, echo = await parse_search(request, config.max_upload_bytes)
         result = await run_in_threadpool(client.search, search_request,
                                          config.request_timeout)
-        hits = [HitOut(id=h.id, path=h.path, score=h.score, thumb=f"/v1/thumb/{h.id}")
-                for h in result.hits]
+        hits = [HitOut(id=h.id, path=h.path, score=h.score, thumb=f"/v1/thumb/{h.id}",
+                       collapsed_ids=h.collapsed_ids, fields=h.fields) for h in result.hits]
         return {"hits": hits, "timings": result.timings,
-                "index_version": result.index_version, "query": echo}
+                "index_version": result.index_version,
+                "next_page_token": result.next_page_token, "query": echo}
 
     @app.get("/v1/info", responses=ERRORS, dependencies=api, summary="What is being served")
     def info() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from server.client import image_request, like_request, text_request, vector_requ
 from server.web.errors import WebError
 from server.web.schemas import ImageForm, QueryEcho, SearchBody
 
+LIST_FIELDS = ("exclude_ids", "exclude_keys", "fields")
 FORM_LIMITS = {"max_files": 1, "max_fields": 16, "max_part_size": 64 * 1024}
 
 
@@ -59,14 +60,16 @@ def from_json(data: Any) -> tuple[search_pb2.SearchRequest, QueryEcho]:
                       f"(images go as multipart/form-data); got {len(given)}")
     params: dict[str, Any] = {"k": body.k, "nprobe": body.nprobe,
                               "refine_factor": body.refine_factor}
+    options = body.options()
     if body.text is not None:
-        return text_request(body.text, **params), QueryEcho(kind="text", text=body.text,
-                                                             **params)
+        return (text_request(body.text, **params, **options),
+                QueryEcho(kind="text", text=body.text, **params))
     if body.like_id is not None:
-        return like_request(body.like_id, **params), QueryEcho(kind="like",
-                                                               like_id=body.like_id, **params)
+        return (like_request(body.like_id, **params, **options),
+                QueryEcho(kind="like", like_id=body.like_id, **params))
     assert body.embedding is not None
-    return vector_request(body.embedding, **params), QueryEcho(kind="embedding", **params)
+    return (vector_request(body.embedding, **params, **options),
+            QueryEcho(kind="embedding", **params))
 
 
 async def _from_form(request: Request, max_upload_bytes: int
@@ -83,6 +86,9 @@ async def _from_form(request: Request, max_upload_bytes: int
         raise invalid("a multipart query needs a file field named 'image'")
     fields: dict[str, Any] = {k: v for k, v in form.items()
                               if k != "image" and isinstance(v, str) and v != ""}
+    for name in LIST_FIELDS:  # a form carries lists as comma-separated text
+        if name in fields:
+            fields[name] = [v.strip() for v in str(fields[name]).split(",") if v.strip()]
     if "crop" in fields:
         try:
             fields["crop"] = [int(float(v)) for v in str(fields["crop"]).split(",")]
@@ -97,7 +103,7 @@ async def _from_form(request: Request, max_upload_bytes: int
         raise too_large(max_upload_bytes)
     params: dict[str, Any] = {"k": form_body.k, "nprobe": form_body.nprobe,
                               "refine_factor": form_body.refine_factor}
-    return (image_request(data, crop=form_body.crop, **params),
+    return (image_request(data, crop=form_body.crop, **params, **form_body.options()),
             QueryEcho(kind="image", crop=form_body.crop, **params))
 
 

@@ -3,6 +3,8 @@ OpenAPI document (GET /v1/openapi.json)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -15,6 +17,23 @@ class SearchParamsBody(BaseModel):
     nprobe: int | None = Field(None, ge=1, description="IVF lists to visit; default: the index's")
     refine_factor: int | None = Field(None, ge=1,
                                       description="re-rank k*factor PQ candidates; 1: off")
+    # The re-ranking stage (README "Filters and re-ranking"); unset changes nothing.
+    filter: str | None = Field(None, description='e.g. folder = "shoes" and width > 800')
+    exclude_ids: list[int] = Field(default_factory=list, description="ids never to return")
+    exclude_keys: list[str] = Field(default_factory=list, description="keys never to return")
+    min_score: float | None = Field(None, description="drop hits below this cosine")
+    collapse: bool | float = Field(False, description="collapse near-duplicates: true for "
+                                   "the default threshold (0.97), or a cosine threshold")
+    offset: int = Field(0, ge=0, description="skip this many results (pages)")
+    page_token: str = Field("", description="next_page_token of the previous page")
+    fields: list[str] = Field(default_factory=list, description="metadata fields per hit")
+
+    def options(self) -> dict[str, Any]:
+        """The re-ranking options as the client's request builders take them."""
+        return {"filter": self.filter, "exclude_ids": self.exclude_ids,
+                "exclude_keys": self.exclude_keys, "min_score": self.min_score,
+                "collapse": self.collapse, "offset": self.offset,
+                "page_token": self.page_token, "fields": self.fields}
 
 
 class SearchBody(SearchParamsBody):
@@ -39,6 +58,9 @@ class HitOut(BaseModel):
     path: str
     score: float
     thumb: str = Field(description="URL of the hit's thumbnail")
+    collapsed_ids: list[int] = Field(default_factory=list,
+                                     description="near-duplicates this hit stands for")
+    fields: dict[str, str] = Field(default_factory=dict, description="requested metadata")
 
 
 class QueryEcho(BaseModel):
@@ -57,6 +79,7 @@ class SearchOut(BaseModel):
     hits: list[HitOut]
     timings: dict[str, float]
     index_version: int
+    next_page_token: str = ""
     query: QueryEcho
 
 

@@ -81,6 +81,9 @@ async function loadInfo() {
 function params() {
   const out = { k: Number($("k").value) || 10 };
   if ($("nprobe").value && !$("nprobe").disabled) out.nprobe = Number($("nprobe").value);
+  if ($("filter").value.trim()) out.filter = $("filter").value.trim();
+  if ($("min-score").value) out.min_score = Number($("min-score").value);
+  if ($("collapse").checked) out.collapse = true;
   return out;
 }
 

@@ -213,3 +213,21 @@ def test_unknown_routes_and_methods_answer_json(web):
     assert error_of(web.get("/v1/nothing")) == "NOT_FOUND"
     response = web.get("/v1/search")
     assert response.status_code == 405 and "error" in response.json()
+
+
+def test_reranking_options_pass_through_json_and_multipart(web, corpus):
+    """Filters, exclusions, pages and fields reach the server from both body kinds."""
+    first = web.post("/v1/search", json={"like_id": 3, "k": 4, "fields": ["ext"]})
+    assert first.status_code == 200, first.text
+    ids = [h["id"] for h in first.json()["hits"]]
+    assert all(h["fields"].get("ext") for h in first.json()["hits"])
+    skipped = web.post("/v1/search", json={"like_id": 3, "k": 4, "exclude_ids": ids[:2]})
+    assert [h["id"] for h in skipped.json()["hits"]][:2] == ids[2:4]
+    page = web.post("/v1/search", json={"like_id": 3, "k": 2, "offset": 2})
+    assert [h["id"] for h in page.json()["hits"]] == ids[2:4]
+    bad = web.post("/v1/search", json={"like_id": 3, "filter": "ext = "})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_ARGUMENT"
+    upload = web.post("/v1/search", data={"k": "3", "exclude_ids": f"{ids[0]},{ids[1]}"},
+                      files={"image": ("q.png", corpus[3].read_bytes(), "image/png")})
+    assert upload.status_code == 200, upload.text
+    assert not {ids[0], ids[1]} & {h["id"] for h in upload.json()["hits"]}
