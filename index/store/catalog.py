@@ -255,17 +255,8 @@ class Catalog:
         """
         if len(images) != shard.count:
             raise CatalogError(f"shard {shard.shard}: {shard.count} vectors, {len(images)} images")
-        paths = [_to_db(im.path) for im in images]
         with self._conn() as conn:
-            _note_raw_paths(conn, paths)
-            conn.executemany(
-                "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
-                [(run_id, path) for path in paths])
-            conn.executemany(
-                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(shard.first_id + i, path, im.size, im.mtime_ns, im.sha256, run_id)
-                 for i, (path, im) in enumerate(zip(paths, images, strict=True))])
+            paths = _store_rows(conn, shard.first_id, images, run_id)
             conn.execute("INSERT INTO shards VALUES (?, ?, ?, ?)",
                          (shard.shard, shard.file, shard.first_id, shard.count))
             conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
@@ -276,17 +267,8 @@ class Catalog:
         whose row count grows), stored with their metadata in one transaction. A key that
         was live loses its old id, as a changed file does in ``add_shard``."""
         first = shard.first_id + shard.count - len(images)
-        keys = [_to_db(im.path) for im in images]
         with self._conn() as conn:
-            _note_raw_paths(conn, keys)
-            conn.executemany(
-                "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
-                [(run_id, key) for key in keys])
-            conn.executemany(
-                "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(first + i, key, im.size, im.mtime_ns, im.sha256, run_id)
-                 for i, (key, im) in enumerate(zip(keys, images, strict=True))])
+            _store_rows(conn, first, images, run_id)
             conn.executemany("INSERT INTO metadata VALUES (?, ?, ?)",
                              [(first + i, k, v) for i, meta in enumerate(metadata)
                               for k, v in sorted(meta.items())])
@@ -367,3 +349,19 @@ class Catalog:
     def failures(self) -> list[tuple[str, str]]:
         return [(_from_db(r[0]), r[1]) for r in self._conn().execute(
             "SELECT path, reason FROM failures ORDER BY path")]
+
+
+def _store_rows(conn: sqlite3.Connection, first_id: int, images: Sequence[ImageRecord],
+                run_id: int) -> list[str | bytes]:
+    """Insert ``images`` as ids first_id.. in the caller's transaction; a path (or key) that
+    was live under another id loses it. Returns the paths as stored."""
+    paths = [_to_db(im.path) for im in images]
+    _note_raw_paths(conn, paths)
+    conn.executemany(
+        "UPDATE images SET deleted = 1, deleted_run = ? WHERE path = ? AND deleted = 0",
+        [(run_id, path) for path in paths])
+    conn.executemany(
+        "INSERT INTO images (id, path, size, mtime_ns, sha256, run_id) VALUES (?, ?, ?, ?, ?, ?)",
+        [(first_id + i, path, im.size, im.mtime_ns, im.sha256, run_id)
+         for i, (path, im) in enumerate(zip(paths, images, strict=True))])
+    return paths
