@@ -54,6 +54,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="hits carry the server's absolute file paths instead of paths "
                              "relative to the build root")
     add_live_arguments(parser)
+    add_observe_arguments(parser)
     add_server_security_arguments(parser)
     add_serve_http_arguments(parser)
     parser.set_defaults(handler=serve_command)
@@ -110,6 +111,18 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                        default=SERVER_DEFAULTS.publish_seconds,
                        help="--writable: publish pending writes at least this often "
                             "(default: %(default)s)")
+
+
+def add_observe_arguments(parser: argparse.ArgumentParser) -> None:
+    from common.logfmt import LOG_FORMATS
+
+    group = parser.add_argument_group("monitoring", "Prometheus metrics and log format.")
+    group.add_argument("--metrics-port", type=non_negative_int,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics, on --host "
+                            "(default: off)")
+    group.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                       help="json: one object per line with request id, method, code and "
+                            "duration (default: %(default)s)")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +182,7 @@ def serve_command(args: argparse.Namespace) -> int:
                               batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms,
                               absolute_paths=args.absolute_paths),
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
+        metrics_port=args.metrics_port,
     ), http)
 
 

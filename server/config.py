@@ -99,3 +99,4 @@ class ServerConfig:
     writable: bool = False
     publish_every: int = 1000
     publish_seconds: float = 30.0
+    metrics_port: int | None = None  # Prometheus /metrics on ``host`` (server.metrics); None: off
