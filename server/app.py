@@ -25,6 +25,7 @@ from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
 from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
+from server.feedback.api import FeedbackRecorder, QueryIdInterceptor
 from server.follow import chain_sighup
 from server.live import LiveIndex, start_live
 from server.metrics import MetricsEndpoint, Monitoring
@@ -152,8 +153,12 @@ class SearchServer:
         # Request ids and metrics outermost, so refused calls get an id and are counted too.
         self.monitoring = Monitoring.for_server(
             config, lambda: self.servicer.service, lambda: self._executor.in_flight.count)
+        if config.feedback is not None:
+            self.servicer.feedback = FeedbackRecorder(config.feedback)
+            self.monitoring.add_feedback(self.servicer.feedback)
         self._server = grpc.server(
             self._executor, interceptors=[RequestIdInterceptor(), *self.monitoring.interceptors,
+                                          QueryIdInterceptor(self.servicer.feedback),
                                           *_interceptors(self.auth)],
             options=server_options(config.max_message_bytes),
             # Calls beyond the threads and the queue get RESOURCE_EXHAUSTED at once rather
@@ -222,6 +227,8 @@ class SearchServer:
             self.servicer.service.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()
+        if self.servicer.feedback is not None:
+            self.servicer.feedback.close()
         log.info("stopped")
 
     def wait(self) -> None:

@@ -30,14 +30,16 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from visearch.v1 import search_pb2
 
 from common.errors import VisearchError
+from server.feedback.stats import ClickCollector
 
 if TYPE_CHECKING:
     from server.config import ServerConfig
+    from server.feedback.api import FeedbackRecorder
     from server.service import SearchService
 
 # Seconds; fine between 1 and 50 ms, where a served query lives, coarse beyond.
@@ -183,6 +185,20 @@ class ServerCollector(Collector):
 
 
 
+class FeedbackLogCollector(Collector):
+    """Entries the feedback log wrote, and those dropped because its queue was full."""
+
+    def __init__(self, recorder: FeedbackRecorder):
+        self.log = recorder.log
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("visearch_feedback_log_written", "entries appended",
+                                  value=self.log.written)
+        yield CounterMetricFamily("visearch_feedback_log_dropped",
+                                  "entries dropped: the log's queue was full",
+                                  value=self.log.dropped)
+
+
 class MetricsPortError(VisearchError):
     """The metrics port is taken or not allowed."""
 
@@ -238,6 +254,13 @@ class Monitoring:
         endpoint = MetricsEndpoint(self.metrics, host, self.port)
         log.info("metrics at http://%s:%d/metrics", host, endpoint.port)
         return endpoint
+
+    def add_feedback(self, recorder: FeedbackRecorder) -> None:
+        """CTR, MRR and clicks by rank, and what the feedback log wrote or dropped."""
+        if self.metrics is None:
+            return
+        self.metrics.registry.register(ClickCollector(recorder.stats))
+        self.metrics.registry.register(FeedbackLogCollector(recorder))
 
     def attach(self, service: SearchService) -> None:
         """Every micro-batch the model runs lands in the batch-size histogram."""
