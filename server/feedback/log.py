@@ -33,14 +33,18 @@ def log_files(folder: Path) -> list[Path]:
 
 
 def read_log(folder: Path) -> list[dict[str, Any]]:
-    """Every entry, oldest first; a line cut short by a crash is skipped."""
+    """Every entry of every file, oldest first."""
+    return [entry for path in log_files(folder) for entry in read_log_file(path)]
+
+
+def read_log_file(path: Path) -> list[dict[str, Any]]:
+    """One file's entries; a line cut short by a crash is skipped."""
     entries = []
-    for path in log_files(folder):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return entries
 
 
