@@ -66,6 +66,10 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
                              "the images it allows")
     parser.add_argument("--server", help="HOST:PORT: search through the gRPC server instead "
                         "of in-process (ground truth still from the index directory)")
+    parser.add_argument("--feedback", type=Path, metavar="LOG",
+                        help="click feedback mode: a `serve --feedback-log` folder or file; "
+                             "clicked hits are the relevant ones, and recall@k, MRR and nDCG "
+                             "are measured on the rankings as served")
     parser.add_argument("--json", type=Path, dest="json_out", help="write every number here")
     parser.add_argument("--plot", type=Path, help="draw recall@k against QPS to this PNG")
     add_client_security_arguments(parser)
@@ -99,6 +103,10 @@ def eval_command(args: argparse.Namespace) -> int:
     from index.ann.search import Searcher
     from index.store.directory import IndexDirectory
 
+    if args.feedback is not None:
+        from cli.eval_feedback import feedback_mode
+
+        return feedback_mode(args)
     if args.apply and args.target_recall is None:
         raise EvalUsageError("--apply needs --target-recall")
     if args.filter and (args.labels or args.labels_from_folders):

@@ -28,6 +28,7 @@ from cli.serve import add_health_parser, add_serve_parser
 from cli.upsert import add_upsert_parser
 from cli.web import add_web_parser
 from common.errors import VisearchError
+from common.logfmt import formatter
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -55,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(verbose: bool) -> None:
+def configure_logging(verbose: bool, log_format: str = "text") -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger().handlers[0].setFormatter(formatter(log_format))
     if not verbose:
         # open_clip logs every config lookup and warns about random init in its own
         # words; our loader says "untrained" once, in ours.
@@ -71,7 +72,7 @@ def configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
+    configure_logging(args.verbose, getattr(args, "log_format", "text"))
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

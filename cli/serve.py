@@ -16,6 +16,7 @@ from cli.args import (
 from cli.web import add_serve_http_arguments, web_config
 from embedder.config import DecodeLimits
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
+from server.feedback.config import FeedbackConfig
 
 SERVE_HELP = "serve nearest-neighbour queries over an index directory with gRPC"
 SERVER_DEFAULTS = ServerConfig(index_dir=Path("."))
@@ -54,6 +55,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="hits carry the server's absolute file paths instead of paths "
                              "relative to the build root")
     add_live_arguments(parser)
+    add_observe_arguments(parser)
     add_server_security_arguments(parser)
     add_serve_http_arguments(parser)
     parser.set_defaults(handler=serve_command)
@@ -110,6 +112,26 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
                        default=SERVER_DEFAULTS.publish_seconds,
                        help="--writable: publish pending writes at least this often "
                             "(default: %(default)s)")
+
+
+def add_observe_arguments(parser: argparse.ArgumentParser) -> None:
+    from common.logfmt import LOG_FORMATS
+
+    group = parser.add_argument_group("monitoring", "Prometheus metrics and log format.")
+    group.add_argument("--metrics-port", type=non_negative_int,
+                       help="serve Prometheus metrics at http://HOST:PORT/metrics, on --host "
+                            "(default: off)")
+    group.add_argument("--feedback-log", type=Path, nargs="?", const="",
+                       metavar="DIR",
+                       help="accept Feedback calls (impressions, clicks, dwell) and append "
+                            "them and each query's kind, index version and returned ids to "
+                            "JSON Lines files in DIR (default DIR: INDEX/feedback); off "
+                            "unless given")
+    group.add_argument("--log-query-text", action="store_true",
+                       help="--feedback-log: also store text queries' text (never images)")
+    group.add_argument("--log-format", choices=LOG_FORMATS, default="text",
+                       help="json: one object per line with request id, method, code and "
+                            "duration (default: %(default)s)")
 
 
 def add_server_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,7 +191,15 @@ def serve_command(args: argparse.Namespace) -> int:
                               batch_max=args.batch_max, batch_wait_ms=args.batch_wait_ms,
                               absolute_paths=args.absolute_paths),
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
+        metrics_port=args.metrics_port, feedback=feedback_config(args),
     ), http)
+
+
+def feedback_config(args: argparse.Namespace) -> FeedbackConfig | None:
+    if args.feedback_log is None:
+        return None
+    folder = args.feedback_log or args.index / "feedback"  # "": given without DIR
+    return FeedbackConfig(folder=folder, log_query_text=args.log_query_text)
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction) -> None:

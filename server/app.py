@@ -25,8 +25,11 @@ from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
 from server.auth import AuthInterceptor, AuthPolicy, auth_policy
 from server.config import ServerConfig, message_options
+from server.feedback.api import FeedbackRecorder, QueryIdInterceptor
 from server.follow import chain_sighup
 from server.live import LiveIndex, start_live
+from server.metrics import MetricsEndpoint, Monitoring
+from server.requestid import RequestIdInterceptor
 from server.service import load_service
 from server.servicer import VisualSearchServicer
 from server.thumbs import ThumbnailCache
@@ -87,6 +90,10 @@ class InFlight:
             if self._count == 0:
                 self._idle.notify_all()
 
+    @property
+    def count(self) -> int:
+        return self._count
+
     def wait_idle(self, timeout: float) -> bool:
         with self._idle:
             return self._idle.wait_for(lambda: self._count == 0, timeout)
@@ -143,8 +150,16 @@ class SearchServer:
         self.servicer = VisualSearchServicer()
         self.servicer.thumbs = ThumbnailCache(config.thumb_cache_dir, config.thumb_cache_bytes)
         self._executor = TrackingExecutor(config.rpc_threads)
+        # Request ids and metrics outermost, so refused calls get an id and are counted too.
+        self.monitoring = Monitoring.for_server(
+            config, lambda: self.servicer.service, lambda: self._executor.in_flight.count)
+        if config.feedback is not None:
+            self.servicer.feedback = FeedbackRecorder(config.feedback)
+            self.monitoring.add_feedback(self.servicer.feedback)
         self._server = grpc.server(
-            self._executor, interceptors=_interceptors(self.auth),
+            self._executor, interceptors=[RequestIdInterceptor(), *self.monitoring.interceptors,
+                                          QueryIdInterceptor(self.servicer.feedback),
+                                          *_interceptors(self.auth)],
             options=server_options(config.max_message_bytes),
             # Calls beyond the threads and the queue get RESOURCE_EXHAUSTED at once rather
             # than waiting behind a burst (admission control; clients retry with backoff).
@@ -156,9 +171,11 @@ class SearchServer:
         self.port = 0
         self._stopped = threading.Event()
         self.live: LiveIndex | None = None  # follows CURRENT or writes (server.live)
+        self.metrics_endpoint: MetricsEndpoint | None = None
 
     def start(self) -> int:
         self.port = bind(self._server, self.config.host, self.config.port, self.config.security)
+        self.metrics_endpoint = self.monitoring.serve(self.config.host)
         self._server.start()
         log.info("listening on %s:%d, %s (NOT_SERVING until loaded)", self.config.host,
                  self.port, describe(self.config.security))
@@ -172,6 +189,7 @@ class SearchServer:
         log.info("%s", runtime_report(self.servicer.device))
         self.live = start_live(self.config, service)
         self.servicer.service = service
+        self.monitoring.attach(service)
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         searcher = service.index.current
@@ -207,6 +225,10 @@ class SearchServer:
             self.live.stop()
         if self.servicer.service is not None:
             self.servicer.service.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
+        if self.servicer.feedback is not None:
+            self.servicer.feedback.close()
         log.info("stopped")
 
     def wait(self) -> None:

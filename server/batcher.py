@@ -37,6 +37,8 @@ class MicroBatcher(Generic[In, Out]):
         self._lock = threading.Lock()
         self.batches = 0  # counters, for tests and metrics
         self.items = 0
+        # Called with each batch's size from the worker thread (server.metrics); keep cheap.
+        self.on_batch: list[Callable[[int], None]] = []
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -47,6 +49,11 @@ class MicroBatcher(Generic[In, Out]):
                 raise BatcherClosedError("the server is shutting down")
             self._queue.put((item, future))
         return future
+
+    @property
+    def depth(self) -> int:
+        """Items waiting for the next batch (approximate, as Queue.qsize is)."""
+        return self._queue.qsize()
 
     def close(self, timeout: float | None = None) -> None:
         """Finish what was submitted, then stop the worker."""
@@ -94,6 +101,8 @@ class MicroBatcher(Generic[In, Out]):
             return
         self.batches += 1
         self.items += len(live)
+        for observe in self.on_batch:
+            observe(len(live))
         for (_, future), result in zip(live, results, strict=True):
             future.set_result(result)
 

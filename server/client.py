@@ -42,6 +42,7 @@ class SearchResult:
     version_changed: bool = False
     strategy: str = "ann"
     matched: int = -1
+    query_id: str = ""  # for feedback(): names this answer
 
     def to_json(self) -> dict[str, Any]:
         # collapsed_ids and fields only where set: plain hits stay {id, path, score}.
@@ -158,6 +159,7 @@ def result_from_proto(response: search_pb2.SearchResponse) -> SearchResult:
         version_changed=response.version_changed,
         strategy=response.strategy or "ann",
         matched=response.matched,
+        query_id=response.query_id,
     )
 
 
@@ -250,6 +252,27 @@ class SearchClient:
                                     timeout=timeout or self.timeout)
         return Deleted(response.removed, list(response.unknown_keys),
                        list(response.unknown_ids))
+
+    def feedback(self, query_id: str, *, impression: bool = False,
+                 click: tuple[int, int] | None = None, dwell_ms: int | None = None) -> int:
+        """Tell the server what a person did with an answer (``SearchResult.query_id``):
+        ``impression`` its hits were shown; ``click`` (hit id, 1-based rank) one was
+        opened; ``dwell_ms`` how long they stayed on it (needs ``click``). Returns the
+        number of events recorded; FAILED_PRECONDITION when the server keeps no log."""
+        events = []
+        if impression:
+            events.append(search_pb2.FeedbackEvent(kind="impression"))
+        if click is not None:
+            events.append(search_pb2.FeedbackEvent(kind="click", hit_id=click[0],
+                                                   rank=click[1]))
+            if dwell_ms is not None:
+                events.append(search_pb2.FeedbackEvent(kind="dwell", hit_id=click[0],
+                                                       rank=click[1], dwell_ms=dwell_ms))
+        elif dwell_ms is not None:
+            raise ValueError("dwell_ms needs the click it belongs to")
+        response = self.stub.Feedback(
+            search_pb2.FeedbackRequest(query_id=query_id, events=events), timeout=self.timeout)
+        return int(response.recorded)
 
     def info(self) -> dict[str, Any]:
         from google.protobuf.json_format import MessageToDict

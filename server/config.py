@@ -12,6 +12,7 @@ from pathlib import Path
 
 from embedder.config import DecodeLimits
 from index.ann.query import MAX_CANDIDATES, MAX_K
+from server.feedback.config import FeedbackConfig
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_BATCH_QUERIES = 1024
@@ -99,3 +100,5 @@ class ServerConfig:
     writable: bool = False
     publish_every: int = 1000
     publish_seconds: float = 30.0
+    metrics_port: int | None = None  # Prometheus /metrics on ``host`` (server.metrics); None: off
+    feedback: FeedbackConfig | None = None  # click feedback log (server.feedback); None: off

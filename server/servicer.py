@@ -18,6 +18,7 @@ from server import rerank_path, write_api
 from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
+from server.feedback import api as feedback_api
 from server.like import UnknownIdError
 from server.query import Query
 from server.service import (
@@ -103,6 +104,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
         self.service: SearchService | None = None
         self.device = device
         self.thumbs = ThumbnailCache(None)  # SearchServer sets the configured cache
+        self.feedback: feedback_api.FeedbackRecorder | None = None  # --feedback-log
 
     def _service(self, context: grpc.ServicerContext) -> SearchService:
         if self.service is None:
@@ -188,5 +190,12 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
         service = self._service(context)
         try:
             return write_api.delete(service, request)
+        except Exception as exc:  # noqa: BLE001
+            context.abort(*status_for(exc))
+
+    def Feedback(self, request: search_pb2.FeedbackRequest, context: grpc.ServicerContext
+                 ) -> search_pb2.FeedbackResponse:
+        try:
+            return feedback_api.handle(self.feedback, request)
         except Exception as exc:  # noqa: BLE001
             context.abort(*status_for(exc))

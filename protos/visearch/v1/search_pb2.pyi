@@ -108,7 +108,7 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., embed_ms: _Optional[float] = ..., search_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("hits", "timings", "index_version", "next_page_token", "version_changed", "strategy", "matched")
+    __slots__ = ("hits", "timings", "index_version", "next_page_token", "version_changed", "strategy", "matched", "query_id")
     HITS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class SearchResponse(_message.Message):
     VERSION_CHANGED_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     MATCHED_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     hits: _containers.RepeatedCompositeFieldContainer[Hit]
     timings: Timings
     index_version: int
@@ -123,7 +124,8 @@ class SearchResponse(_message.Message):
     version_changed: bool
     strategy: str
     matched: int
-    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., index_version: _Optional[int] = ..., next_page_token: _Optional[str] = ..., version_changed: _Optional[bool] = ..., strategy: _Optional[str] = ..., matched: _Optional[int] = ...) -> None: ...
+    query_id: str
+    def __init__(self, hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., index_version: _Optional[int] = ..., next_page_token: _Optional[str] = ..., version_changed: _Optional[bool] = ..., strategy: _Optional[str] = ..., matched: _Optional[int] = ..., query_id: _Optional[str] = ...) -> None: ...
 
 class SearchBatchRequest(_message.Message):
     __slots__ = ("requests",)
@@ -283,3 +285,29 @@ class ThumbnailResponse(_message.Message):
     jpeg: bytes
     path: str
     def __init__(self, jpeg: _Optional[bytes] = ..., path: _Optional[str] = ...) -> None: ...
+
+class FeedbackEvent(_message.Message):
+    __slots__ = ("kind", "hit_id", "rank", "dwell_ms")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    HIT_ID_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    DWELL_MS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    hit_id: int
+    rank: int
+    dwell_ms: int
+    def __init__(self, kind: _Optional[str] = ..., hit_id: _Optional[int] = ..., rank: _Optional[int] = ..., dwell_ms: _Optional[int] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("query_id", "events")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    events: _containers.RepeatedCompositeFieldContainer[FeedbackEvent]
+    def __init__(self, query_id: _Optional[str] = ..., events: _Optional[_Iterable[_Union[FeedbackEvent, _Mapping]]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    def __init__(self, recorded: _Optional[int] = ...) -> None: ...

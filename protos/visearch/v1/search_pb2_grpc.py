@@ -65,6 +65,11 @@ class VisualSearchStub:
                 request_serializer=visearch_dot_v1_dot_search__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=visearch_dot_v1_dot_search__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/visearch.v1.VisualSearch/Feedback',
+                request_serializer=visearch_dot_v1_dot_search__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=visearch_dot_v1_dot_search__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class VisualSearchServicer:
@@ -115,6 +120,14 @@ class VisualSearchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """What a person did with a result (impression, click, dwell), by its query_id; a
+        server started with --feedback-log only (else FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VisualSearchServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +160,11 @@ def add_VisualSearchServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=visearch_dot_v1_dot_search__pb2.DeleteRequest.FromString,
                     response_serializer=visearch_dot_v1_dot_search__pb2.DeleteResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=visearch_dot_v1_dot_search__pb2.FeedbackRequest.FromString,
+                    response_serializer=visearch_dot_v1_dot_search__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -312,6 +330,33 @@ class VisualSearch:
             '/visearch.v1.VisualSearch/Delete',
             visearch_dot_v1_dot_search__pb2.DeleteRequest.SerializeToString,
             visearch_dot_v1_dot_search__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/visearch.v1.VisualSearch/Feedback',
+            visearch_dot_v1_dot_search__pb2.FeedbackRequest.SerializeToString,
+            visearch_dot_v1_dot_search__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

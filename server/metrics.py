@@ -1,0 +1,268 @@
+"""Prometheus metrics: one gRPC interceptor and one collector, on a registry of our own.
+
+Everything a request does is measured where it passes anyway: the interceptor sees
+each unary call's method, status code and duration, and reads the per-stage
+Timings the service already puts in every SearchResponse (so the stages are
+recorded in one place and the service stays free of metrics code). State that
+only exists between requests (index version, queue depth) is read at scrape time
+by ``ServerCollector``. Labels are method names and status codes only: no paths,
+keys or query text, so the number of series stays small and fixed.
+
+Each server has its own ``CollectorRegistry`` (several servers in one test process
+must not share counters); ``visearch serve --metrics-port`` serves it over HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from visearch.v1 import search_pb2
+
+from common.errors import VisearchError
+from server.feedback.stats import ClickCollector
+
+if TYPE_CHECKING:
+    from server.config import ServerConfig
+    from server.feedback.api import FeedbackRecorder
+    from server.service import SearchService
+
+# Seconds; fine between 1 and 50 ms, where a served query lives, coarse beyond.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+                   0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+STAGES = ("decode", "embed", "search", "total")
+
+
+@dataclass(frozen=True)
+class OverloadProbe:
+    """Predicts gRPC's own admission refusal (``maximum_concurrent_rpcs``), which happens
+    after interceptors run but never reaches the handler: ``busy()`` is the number of
+    calls the thread pool holds, ``limit`` what the server admits."""
+
+    busy: Callable[[], int]
+    limit: int
+
+
+class ServerMetrics:
+    """The counters and histograms of one server."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("visearch_requests", "gRPC calls answered, by method and code",
+                                ["method", "code"], registry=r)
+        self.latency = Histogram("visearch_request_seconds",
+                                 "time from handler start to answer, by method and code",
+                                 ["method", "code"], buckets=LATENCY_BUCKETS, registry=r)
+        self.stage = Histogram("visearch_stage_seconds",
+                               "per answered query: decode, embed (incl. the wait for the "
+                               "micro-batch), search, and the service total",
+                               ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.in_flight = Gauge("visearch_in_flight_requests", "calls being handled now",
+                               registry=r)
+        self.rejected = Counter("visearch_rejected_overload",
+                                "calls refused with RESOURCE_EXHAUSTED: queue (thread pool "
+                                "and queue full) or busy (decode budget)", ["reason"],
+                                registry=r)
+        self.batch_size = Histogram("visearch_embed_batch_size",
+                                    "queries per model forward pass (micro-batch)",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        ProcessCollector(registry=r)
+
+    def observe_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self.requests.labels(method, code.name).inc()
+        self.latency.labels(method, code.name).observe(seconds)
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            self.rejected.labels("busy").inc()
+
+    def observe_response(self, response: Any) -> None:
+        """Stage timings carried by a SearchResponse or each answer of a batch."""
+        if isinstance(response, search_pb2.SearchResponse):
+            self._observe_timings(response.timings)
+        elif isinstance(response, search_pb2.SearchBatchResponse):
+            for result in response.results:
+                if result.HasField("response"):
+                    self._observe_timings(result.response.timings)
+
+    def _observe_timings(self, t: search_pb2.Timings) -> None:
+        for stage, ms in zip(STAGES, (t.decode_ms, t.embed_ms, t.search_ms, t.total_ms),
+                             strict=True):
+            if ms > 0:  # a stage the query skipped (vector queries: decode, embed) is absent
+                self.stage.labels(stage).observe(ms / 1000)
+
+
+def short_method(full: str) -> str:
+    """'/visearch.v1.VisualSearch/Search' -> 'VisualSearch/Search'."""
+    service, _, method = full.rpartition("/")
+    return f"{service.rpartition('.')[2]}/{method}"
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts and times every unary call; streams (health Watch) pass through uncounted,
+    since a watch lasts as long as its client."""
+
+    def __init__(self, metrics: ServerMetrics, overload: OverloadProbe | None = None):
+        self.metrics = metrics
+        self.overload = overload
+
+    def intercept_service(self, continuation: Callable[[Any], Any],
+                          handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.response_streaming:
+            return handler
+        method = short_method(handler_call_details.method)
+        if self.overload is not None and self.overload.busy() >= self.overload.limit:
+            # gRPC will refuse this call before any handler runs; count it here.
+            self.metrics.requests.labels(method, "RESOURCE_EXHAUSTED").inc()
+            self.metrics.rejected.labels("queue").inc()
+        return _timed(handler, method, self.metrics)
+
+
+def _timed(handler: grpc.RpcMethodHandler, method: str,
+           metrics: ServerMetrics) -> grpc.RpcMethodHandler:
+    inner = handler.unary_unary
+
+    def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+        start = time.perf_counter()
+        metrics.in_flight.inc()
+        response = None
+        try:
+            response = inner(request, context)
+            return response
+        finally:
+            metrics.in_flight.dec()
+            code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+            if response is None and code == grpc.StatusCode.OK:
+                code = grpc.StatusCode.UNKNOWN  # raised without a status: gRPC says UNKNOWN
+            metrics.observe_call(method, code, time.perf_counter() - start)
+            if response is not None:
+                metrics.observe_response(response)
+
+    return grpc.unary_unary_rpc_method_handler(
+        behaviour, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)
+
+
+class ServerCollector(Collector):
+    """Read at scrape time: the served index, the micro-batcher's queue, the model device."""
+
+    def __init__(self, service: Callable[[], SearchService | None]):
+        self._service = service
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        service = self._service()
+        if service is None:
+            return
+        searcher = service.index.current
+        yield GaugeMetricFamily("visearch_index_version", "served index version",
+                                value=searcher.manifest.version)
+        yield GaugeMetricFamily("visearch_index_vectors", "vectors in the served version",
+                                value=searcher.ntotal)
+        yield GaugeMetricFamily("visearch_index_loaded_timestamp_seconds",
+                                "when the served version was loaded or swapped in",
+                                value=datetime.fromisoformat(service.index.loaded_at).timestamp())
+        if service.model is not None:
+            yield GaugeMetricFamily("visearch_embed_queue_depth",
+                                    "queries waiting for the next model forward pass",
+                                    value=service.model.batcher.depth)
+
+
+
+
+class FeedbackLogCollector(Collector):
+    """Entries the feedback log wrote, and those dropped because its queue was full."""
+
+    def __init__(self, recorder: FeedbackRecorder):
+        self.log = recorder.log
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("visearch_feedback_log_written", "entries appended",
+                                  value=self.log.written)
+        yield CounterMetricFamily("visearch_feedback_log_dropped",
+                                  "entries dropped: the log's queue was full",
+                                  value=self.log.dropped)
+
+
+class MetricsPortError(VisearchError):
+    """The metrics port is taken or not allowed."""
+
+
+class MetricsEndpoint:
+    """``/metrics`` over plain HTTP in a daemon thread (prometheus_client's own server)."""
+
+    def __init__(self, metrics: ServerMetrics, host: str, port: int):
+        try:
+            self._httpd, self._thread = start_http_server(port, addr=host.strip("[]"),
+                                                          registry=metrics.registry)
+        except OSError as exc:
+            raise MetricsPortError(f"cannot serve metrics on {host}:{port}: {exc.strerror}; "
+                                   "pick another --metrics-port") from exc
+        self.port = int(self._httpd.server_address[1])
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+
+
+log = logging.getLogger("visearch.server")
+
+
+@dataclass
+class Monitoring:
+    """What server.app needs: the interceptors, the endpoint, the hook on the model side.
+    With no metrics port, all of it is absent and a call costs nothing extra."""
+
+    metrics: ServerMetrics | None = None
+    port: int | None = None
+    overload: OverloadProbe | None = None
+
+    @classmethod
+    def for_server(cls, config: ServerConfig, service: Callable[[], SearchService | None],
+                   busy: Callable[[], int]) -> Monitoring:
+        if config.metrics_port is None:
+            return cls()
+        metrics = ServerMetrics()
+        metrics.registry.register(ServerCollector(service))
+        return cls(metrics, config.metrics_port,
+                   OverloadProbe(busy, config.rpc_threads + config.max_queue))
+
+    @property
+    def interceptors(self) -> list[grpc.ServerInterceptor]:
+        return [] if self.metrics is None else [MetricsInterceptor(self.metrics, self.overload)]
+
+    def serve(self, host: str) -> MetricsEndpoint | None:
+        if self.metrics is None or self.port is None:
+            return None
+        endpoint = MetricsEndpoint(self.metrics, host, self.port)
+        log.info("metrics at http://%s:%d/metrics", host, endpoint.port)
+        return endpoint
+
+    def add_feedback(self, recorder: FeedbackRecorder) -> None:
+        """CTR, MRR and clicks by rank, and what the feedback log wrote or dropped."""
+        if self.metrics is None:
+            return
+        self.metrics.registry.register(ClickCollector(recorder.stats))
+        self.metrics.registry.register(FeedbackLogCollector(recorder))
+
+    def attach(self, service: SearchService) -> None:
+        """Every micro-batch the model runs lands in the batch-size histogram."""
+        if self.metrics is not None and service.model is not None:
+            service.model.batcher.on_batch.append(self.metrics.batch_size.observe)
