@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cli.args import add_client_security_arguments, channel_security
@@ -32,6 +33,11 @@ def upsert_command(args: argparse.Namespace) -> int:
     if not paths:
         raise DeleteUsageError("no images given")
     written = failed = 0
+    unreadable = [p for p in paths if not (os.path.isfile(p) and os.access(p, os.R_OK))]
+    for path in unreadable:  # each its own failure, as in a build; the rest go on
+        print(f"failed: {path}: not a readable file", file=sys.stderr)
+    failed += len(unreadable)
+    paths = [p for p in paths if p not in set(unreadable)]
     with SearchClient(args.server, timeout=args.timeout,
                       security=channel_security(args)) as client:
         for start in range(0, len(paths), BATCH):

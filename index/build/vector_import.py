@@ -32,7 +32,7 @@ def import_vectors(directory: IndexDirectory, vectors: np.ndarray, keys: Sequenc
     if len(vectors) != len(keys) or vectors.shape[1] != identity.embed_dim:
         raise ValueError(f"{len(keys)} keys and {identity.embed_dim}-d identity do not fit "
                          f"vectors of shape {vectors.shape}")
-    with directory.writing() as catalog:
+    with directory.writing(create=True) as catalog:
         record_or_check(catalog, identity)
         run_id = catalog.start_run()
         writer = ShardWriter(directory, catalog, run_id, identity.embed_dim,

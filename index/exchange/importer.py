@@ -69,7 +69,7 @@ def import_folder(directory: IndexDirectory, folder: Path, *,
     dim = int(first.vectors.shape[1])
     identity = identity_for(folder, dim, identity)
     start = time.perf_counter()
-    with directory.build_lock(), reporting_disk_full(directory.path):
+    with directory.build_lock(create=True), reporting_disk_full(directory.path):
         catalog = directory.catalog()
         catalog.mark_interrupted()
         identity = record_or_check(catalog, identity)

@@ -106,10 +106,16 @@ class IndexDirectory:
         return VectorStore(self.vectors_dir, catalog.shards(), dim)
 
     @contextlib.contextmanager
-    def build_lock(self, holder: str = "") -> Iterator[None]:
+    def build_lock(self, holder: str = "", *, create: bool = False) -> Iterator[None]:
         """One writer at a time per directory (a build, a delete, a ``--writable`` server); a
-        second one fails at once, naming the holder recorded in the lock file."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        second one fails at once, naming the holder recorded in the lock file.
+
+        Only a writer that makes a new index (``create``) may bring the directory into
+        being: a maintenance command on a mistyped path must not leave a folder behind."""
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_dir():
+            raise IndexDirectoryError(f"{self.path} does not exist")
         handle = open(self.path / "build.lock", "a+")
         try:
             try:
@@ -131,17 +137,18 @@ class IndexDirectory:
             handle.close()
 
     @contextlib.contextmanager
-    def writing(self, *, published: bool = False) -> Iterator[Catalog]:
+    def writing(self, *, published: bool = False, create: bool = False) -> Iterator[Catalog]:
         """The single writer's session: the build lock, a full disk said as such, the
         catalog open with killed runs marked interrupted, and closed (its log folded in)
         at the end, whatever happens.
 
         Args:
             published: refuse a directory with no published version yet.
+            create: make the directory when it does not exist (a first build or import).
         """
         if published and self.current_version() is None:
             raise IndexDirectoryError(f"{self.path} is not a built index (no CURRENT file)")
-        with self.build_lock(), reporting_disk_full(self.path):
+        with self.build_lock(create=create), reporting_disk_full(self.path):
             catalog = self.catalog()
             try:
                 catalog.mark_interrupted()

@@ -92,7 +92,11 @@ def test_corrupt_current_and_manifest_are_reported(tmp_path):
 
 def test_one_build_lock_at_a_time(tmp_path):
     directory = IndexDirectory(tmp_path / "idx")
-    with directory.build_lock():
+    with pytest.raises(IndexDirectoryError, match="does not exist"):
+        with directory.build_lock():  # only a writer that creates an index makes the folder
+            pass
+    assert not directory.path.exists()
+    with directory.build_lock(create=True):
         with pytest.raises(IndexDirectoryError, match="another build"):
             with directory.build_lock():
                 pass
