@@ -37,7 +37,8 @@ def upsert_command(args: argparse.Namespace) -> int:
     for path in unreadable:  # each its own failure, as in a build; the rest go on
         print(f"failed: {path}: not a readable file", file=sys.stderr)
     failed += len(unreadable)
-    paths = [p for p in paths if p not in set(unreadable)]
+    skipped = set(unreadable)
+    paths = [p for p in paths if p not in skipped]
     with SearchClient(args.server, timeout=args.timeout,
                       security=channel_security(args)) as client:
         for start in range(0, len(paths), BATCH):

@@ -36,6 +36,7 @@ from visearch.v1 import search_pb2
 
 from common.errors import VisearchError
 from server.feedback.stats import ClickCollector
+from server.interceptors import Behaviour, final_code, is_unary, rewrap
 
 if TYPE_CHECKING:
     from server.config import ServerConfig
@@ -124,7 +125,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        if not is_unary(handler):
             return handler
         method = short_method(handler_call_details.method)
         if self.overload is not None and self.overload.busy() >= self.overload.limit:
@@ -136,27 +137,24 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
 def _timed(handler: grpc.RpcMethodHandler, method: str,
            metrics: ServerMetrics) -> grpc.RpcMethodHandler:
-    inner = handler.unary_unary
+    def wrap(inner: Behaviour) -> Behaviour:
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            metrics.in_flight.inc()
+            response = None
+            try:
+                response = inner(request, context)
+                return response
+            finally:
+                metrics.in_flight.dec()
+                metrics.observe_call(method, final_code(context, response is not None),
+                                     time.perf_counter() - start)
+                if response is not None:
+                    metrics.observe_response(response)
 
-    def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-        start = time.perf_counter()
-        metrics.in_flight.inc()
-        response = None
-        try:
-            response = inner(request, context)
-            return response
-        finally:
-            metrics.in_flight.dec()
-            code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
-            if response is None and code == grpc.StatusCode.OK:
-                code = grpc.StatusCode.UNKNOWN  # raised without a status: gRPC says UNKNOWN
-            metrics.observe_call(method, code, time.perf_counter() - start)
-            if response is not None:
-                metrics.observe_response(response)
+        return behaviour
 
-    return grpc.unary_unary_rpc_method_handler(
-        behaviour, request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer)
+    return rewrap(handler, wrap)
 
 
 class ServerCollector(Collector):

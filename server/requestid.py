@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from common.logfmt import current_request
+from server.interceptors import Behaviour, final_code, is_unary, rewrap
 
 log = logging.getLogger("visearch.server.requests")
 
@@ -40,33 +41,32 @@ class RequestIdInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Callable[[Any], Any],
                           handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
-        if handler is None or handler.request_streaming or handler.response_streaming:
+        if not is_unary(handler):
             return handler
         rid = request_id(handler_call_details.invocation_metadata)
         method = handler_call_details.method
-        inner = handler.unary_unary
 
-        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            token = current_request.set({"request_id": rid, "method": method})
-            context.set_trailing_metadata(((HEADER, rid),))
-            ok = False
-            try:
-                response = inner(request, context)
-                ok = True
-                return response
-            finally:
-                code = context.code() or (  # type: ignore[attr-defined]
-                    grpc.StatusCode.OK if ok else grpc.StatusCode.UNKNOWN)
-                if code != grpc.StatusCode.OK:
-                    details = context.details() or b""  # type: ignore[attr-defined]
-                    if isinstance(details, bytes):
-                        details = details.decode("utf-8", "replace")
-                    log.warning("%s failed: %s: %s", method, code.name, details, extra={
-                        "request_id": rid, "method": method, "code": code.name,
-                        "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
-                current_request.reset(token)
+        def wrap(inner: Behaviour) -> Behaviour:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                start = time.perf_counter()
+                token = current_request.set({"request_id": rid, "method": method})
+                context.set_trailing_metadata(((HEADER, rid),))
+                ok = False
+                try:
+                    response = inner(request, context)
+                    ok = True
+                    return response
+                finally:
+                    code = final_code(context, ok)
+                    if code != grpc.StatusCode.OK:
+                        details = context.details() or b""  # type: ignore[attr-defined]
+                        if isinstance(details, bytes):
+                            details = details.decode("utf-8", "replace")
+                        log.warning("%s failed: %s: %s", method, code.name, details, extra={
+                            "request_id": rid, "method": method, "code": code.name,
+                            "duration_ms": round((time.perf_counter() - start) * 1000, 3)})
+                    current_request.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            return behaviour
+
+        return rewrap(handler, wrap)

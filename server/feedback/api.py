@@ -23,6 +23,7 @@ from index.ann.query import InvalidQueryError
 from server.feedback.config import FeedbackConfig
 from server.feedback.log import FeedbackLog
 from server.feedback.stats import ClickStats
+from server.interceptors import Behaviour, rewrap
 
 EVENT_KINDS = ("impression", "click", "dwell")
 MAX_EVENTS = 1000  # per Feedback call
@@ -117,23 +118,23 @@ class QueryIdInterceptor(grpc.ServerInterceptor):
         if handler is None or handler_call_details.method not in SEARCH_METHODS \
                 or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
         recorder = self.recorder
 
-        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-            response = inner(request, context)
-            if isinstance(response, search_pb2.SearchResponse):
-                pairs = [(request, response)]
-            else:
-                pairs = [(q, r.response) for q, r in zip(request.requests, response.results,
-                                                         strict=True)
-                         if r.HasField("response")]
-            for query, answer in pairs:
-                answer.query_id = uuid.uuid4().hex
-                if recorder is not None:
-                    recorder.query(answer.query_id, query, answer)
-            return response
+        def wrap(inner: Behaviour) -> Behaviour:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                response = inner(request, context)
+                if isinstance(response, search_pb2.SearchResponse):
+                    pairs = [(request, response)]
+                else:
+                    pairs = [(q, r.response) for q, r in zip(request.requests,
+                                                             response.results, strict=True)
+                             if r.HasField("response")]
+                for query, answer in pairs:
+                    answer.query_id = uuid.uuid4().hex
+                    if recorder is not None:
+                        recorder.query(answer.query_id, query, answer)
+                return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            behaviour, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer)
+            return behaviour
+
+        return rewrap(handler, wrap)
