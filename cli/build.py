@@ -99,6 +99,14 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                         help="embed actors, one model each (default: 2)")
     engine.add_argument("--gpus-per-worker", type=float, default=0.0,
                         help="GPUs per embed actor (default: 0, CPU)")
+    gpu = parser.add_argument_group("GPU ingest")
+    gpu.add_argument("--decode", choices=("auto", "cpu", "gpu"), default="auto",
+                     help="where JPEGs are decoded: auto = on the GPU (nvJPEG, batched resize) "
+                          "when the model runs on CUDA, else in the decode workers; cpu forces "
+                          "the workers (default: auto)")
+    gpu.add_argument("--compile", action="store_true",
+                     help="torch.compile the fp16 image tower on the GPU path (CUDA graphs; "
+                          "about a minute to compile, pays on large builds)")
     parser.add_argument("--report", type=Path, help="write the build report as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -119,6 +127,8 @@ def build_command(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         prune=args.prune,
         metadata=args.metadata,
+        decode=args.decode,
+        compile=args.compile,
         indexing=IndexingOptions(
             overrides=IndexOverrides(args.index_spec, args.nlist, args.pq_m, args.nbits),
             vector_dtype=args.vector_dtype,

@@ -60,6 +60,8 @@ class BuildConfig:
     shard_size: int = DEFAULT_SHARD_SIZE
     prune: bool = False  # retire indexed files under the inputs that no longer exist
     metadata: Path | None = None  # a CSV / JSON Lines sidecar of user fields by path
+    decode: str = "auto"  # JPEGs on the GPU when the model is on CUDA (embedder.gpu_pipeline)
+    compile: bool = False  # torch.compile the GPU path's fp16 image tower
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def local_stages(cfg: BuildConfig, embedder: Embedder | None = None) -> BuildSta
         from embedder.embedder import load_embedder  # torch: only when needed
 
         return LocalEmbedder(embedder or load_embedder(cfg.embedder), cfg.batch_size,
-                             cfg.workers, cfg.limits)
+                             cfg.workers, cfg.limits, cfg.decode, cfg.compile)
 
     return BuildStages(LocalLister(), make_embedder,
                        shard_writer(cfg.indexing.vector_dtype, cfg.shard_size))

@@ -8,8 +8,8 @@ distributed runner can hand in its own embedder and keep the same writer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -72,12 +72,26 @@ class LocalLister:
 
 @dataclass
 class LocalEmbedder:
-    """The model in this process, fed by ``workers`` decode processes."""
+    """The model in this process, fed by ``workers`` decode processes.
+
+    ``decode`` picks the ingest path (``embedder.gpu_pipeline``): ``auto`` decodes JPEGs on
+    the GPU when the model is on CUDA, ``cpu`` keeps decoding in the workers, ``gpu``
+    insists; ``compile`` runs the GPU path's fp16 image tower through torch.compile.
+    """
 
     embedder: Embedder
     batch_size: int
     workers: int
     limits: DecodeLimits
+    decode: str = "auto"
+    compile: bool = False
+    gpu: Any = field(init=False, default=None)  # the TensorPath, when the GPU path runs
+
+    def __post_init__(self) -> None:
+        if self.decode != "cpu":
+            from embedder.gpu_pipeline import tensor_path
+
+            self.gpu = tensor_path(self.embedder, self.decode, compile=self.compile)
 
     @property
     def identity(self) -> ModelIdentity:
@@ -88,6 +102,9 @@ class LocalEmbedder:
         return self.embedder.dim
 
     def decoded(self, files: Sequence[ImageRecord]) -> Iterator[DecodedBatch]:
+        if self.gpu is not None:
+            return self.gpu.batches(files, self.limits, batch_size=self.batch_size,  # type: ignore[no-any-return]
+                                    workers=self.workers)
         from embedder.files import decoded_batches
 
         return decoded_batches(files, self.embedder.model_input(self.limits),
@@ -95,6 +112,8 @@ class LocalEmbedder:
                                pin_memory=self.embedder.pin_memory)
 
     def encode(self, pixels: torch.Tensor) -> np.ndarray:
+        if self.gpu is not None:
+            return self.gpu.encode(pixels)  # type: ignore[no-any-return]
         return self.embedder.encode_images(pixels)
 
 
