@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from embedder import EmbedderConfig
+from embedder import DecodeLimits, EmbedderConfig
 from embedder.embedder import Embedder, load_embedder
 from index.ann.params import IndexOverrides
-from index.build.pipeline import BuildConfig, run_build
+from index.build.pipeline import BuildConfig, BuildStages, run_build
 from index.build.publish import IndexingOptions
+from index.build.stages import LocalEmbedder, LocalLister, shard_writer
 
 TARGET_IMAGES_PER_S = 5000  # end to end on one H100 (issue 12)
 
@@ -68,38 +70,40 @@ def write_photos(folder: Path, count: int, width: int, height: int) -> dict[str,
             "seconds_to_write": round(time.perf_counter() - start, 1)}
 
 
-def ingest_rate(embedder: Embedder, cfg: EmbedderConfig, folder: Path, work: Path, *,
-                decode: str, batch: int, workers: int, compile: bool = False
+def ingest_rate(stage: LocalEmbedder, cfg: EmbedderConfig, folder: Path, work: Path
                 ) -> dict[str, Any]:
-    out = work / f"ingest-{decode}.idx"
+    """One build over ``folder`` with the given embed stage (kept across builds, so a
+    compiled tower compiles once, in the warm-up build)."""
+    out = work / f"ingest-{stage.decode}.idx"
     shutil.rmtree(out, ignore_errors=True)
-    build = BuildConfig(inputs=(str(folder),), out=out, embedder=cfg, batch_size=batch,
-                        workers=workers, decode=decode, compile=compile,
+    build = BuildConfig(inputs=(str(folder),), out=out, embedder=cfg,
+                        batch_size=stage.batch_size, workers=stage.workers,
+                        decode=stage.decode, compile=stage.compile,
                         indexing=IndexingOptions(progress=False,
                                                  overrides=IndexOverrides(spec="Flat")))
-    report = run_build(build, embedder=embedder)
+    stages = BuildStages(LocalLister(), lambda: stage, shard_writer("float16", 8192))
+    report = run_build(build, stages=stages)
     shutil.rmtree(out, ignore_errors=True)
-    return {"decode": decode, "compile": compile, "embedded": report.ingest.embedded,
-            "failed": len(report.failed), "ingest_seconds": round(report.ingest.seconds, 2),
+    return {"decode": stage.decode, "compile": stage.compile,
+            "embedded": report.ingest.embedded, "failed": len(report.failed),
+            "ingest_seconds": round(report.ingest.seconds, 2),
             "images_per_s": report.ingest.embedded / report.ingest.seconds,
             "build_seconds": round(report.seconds, 2)}
 
 
 def end_to_end(model: str, device: str, folder: Path, warm: Path, work: Path, *, batch: int,
-               workers: int, compile: bool) -> list[dict[str, Any]]:
+               workers: int, compile: bool) -> Iterator[dict[str, Any]]:
+    """One result per decode mode, as each finishes."""
     cfg = EmbedderConfig(model=model, pretrained=None, device=device)
     embedder = load_embedder(cfg)
-    runs = []
     # a smoke run on the CPU has no GPU path: "auto" stands in for it there
     gpu = "gpu" if embedder.device.type == "cuda" else "auto"
     modes = [(gpu, False), ("cpu", False)] + ([(gpu, True)] if compile else [])
     for decode, compiled in modes:
+        stage = LocalEmbedder(embedder, batch, workers, DecodeLimits(), decode, compiled)
         # a small build first: CUDA, nvJPEG and (when asked) torch.compile warm up there
-        ingest_rate(embedder, cfg, warm, work, decode=decode, batch=batch, workers=workers,
-                    compile=compiled)
-        runs.append(ingest_rate(embedder, cfg, folder, work, decode=decode, batch=batch,
-                                workers=workers, compile=compiled))
-    return runs
+        ingest_rate(stage, cfg, warm, work)
+        yield ingest_rate(stage, cfg, folder, work)
 
 
 def image_flops(embedder: Embedder) -> float:

@@ -55,13 +55,13 @@ EOF
 # import the web and Ray extras, which this machine lacks).
 mapfile -t gpu_files < <(grep -rl "mark.gpu" tests --include="test_*.py" | sort)
 echo "gpu tests in: ${gpu_files[*]} ($(elapsed))"
-timeout 180 "$PY" -m pytest -m gpu -v -p no:cacheprovider "${gpu_files[@]}" 2>&1 \
+timeout 150 "$PY" -m pytest -m gpu -v -p no:cacheprovider "${gpu_files[@]}" 2>&1 \
     | tee "$OUT/pytest.txt"
 tests_rc=${PIPESTATUS[0]}
 echo "gpu tests exit $tests_rc ($(elapsed))"
 
 # The benchmark writes gpu_bench.json after each part, so a timeout still leaves numbers.
-timeout 300 "$PY" scripts/bench_gpu.py --out "$OUT" --images "$IMAGES"
+timeout 290 "$PY" scripts/bench_gpu.py --out "$OUT" --images "$IMAGES"
 bench_rc=$?
 echo "benchmark exit $bench_rc ($(elapsed))"
 exit $(( tests_rc != 0 || bench_rc != 0 ))
