@@ -141,9 +141,7 @@ def _candidates(searcher: Searcher, q: np.ndarray, params: SearchParams,
                 force: str | None) -> tuple[list[tuple[int, float]], str]:
     if allowed is not None:
         return top_among(searcher, q, allowed, depth, params, strategy, force)
-    hits = searcher.search_unit(q, replace(params, k=depth))
+    hits = searcher.search_unit(q, replace(params, k=depth))  # in rank order, ties by id
     ids, scores = hits.ids[0], hits.scores[0]
     keep = ids >= 0
-    order = np.lexsort((ids[keep], -scores[keep]))
-    return [(int(i), float(s)) for i, s in
-            zip(ids[keep][order], scores[keep][order], strict=True)], "ann"
+    return [(int(i), float(s)) for i, s in zip(ids[keep], scores[keep], strict=True)], "ann"
