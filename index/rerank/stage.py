@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,13 @@ import numpy as np
 from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
 from index.rerank import collapse as collapsing
 from index.rerank.columns import MetadataProvider
-from index.rerank.filtered import DEFAULT_STRATEGY, FilterStrategy, held_mask, top_among
+from index.rerank.filtered import (
+    DEFAULT_STRATEGY,
+    FilterStrategy,
+    _reading,
+    held_mask,
+    top_among,
+)
 
 if TYPE_CHECKING:
     from index.ann.search import Searcher
@@ -128,12 +135,27 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
             break
         depth = min(depth * 4, MAX_CANDIDATES)
     page = groups[spec.offset:need]
+    if spec.collapse is not None:
+        collapsing.near_copies(searcher, page, spec.collapse, q,
+                               _may_return(searcher, allowed), spec.min_score,
+                               lambda: _reading(searcher))
     hits = [RankedHit(g.id, g.score, g.members) for g in page]
     if spec.fields:
         rows = provider(searcher).get([h.id for h in hits], spec.fields)
         for hit, row in zip(hits, rows, strict=True):
             hit.fields = row
     return Ranked(hits, how, matched, more=len(groups) >= need)
+
+
+def _may_return(searcher: Searcher, allowed: np.ndarray | None
+                ) -> Callable[[np.ndarray], np.ndarray]:
+    """ids -> which of them the query may return (held, filter, exclusions)."""
+    mask = allowed if allowed is not None else held_mask(searcher)
+
+    def check(ids: np.ndarray) -> np.ndarray:
+        inside = ids < len(mask)
+        return inside & mask[np.where(inside, ids, 0)]
+    return check
 
 
 def _candidates(searcher: Searcher, q: np.ndarray, params: SearchParams,
