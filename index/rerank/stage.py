@@ -135,8 +135,9 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
             break
         depth = min(depth * 4, MAX_CANDIDATES)
     page = groups[spec.offset:need]
-    if spec.collapse is not None:
-        collapsing.near_copies(searcher, page, spec.collapse, q,
+    if spec.collapse is not None:  # over earlier pages' groups too: a copy near two kept
+        # hits belongs to the better-ranked one, whichever page asks
+        collapsing.near_copies(searcher, groups[:need], spec.collapse, q,
                                _may_return(searcher, allowed), spec.min_score,
                                lambda: _reading(searcher))
     hits = [RankedHit(g.id, g.score, g.members) for g in page]
