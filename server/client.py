@@ -20,6 +20,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from visearch.v1 import search_pb2, search_pb2_grpc
 
+from index.store.upsert_fields import wire_fields
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, message_options
 from server.security import ChannelSecurity
 
@@ -227,22 +228,23 @@ class SearchClient:
                          if r.HasField("error") else None) for r in response.results]
 
     def upsert_images(self, images: Sequence[str | Path] | dict[str, bytes], *,
-                      metadata: dict[str, dict[str, str]] | None = None,
+                      metadata: dict[str, dict[str, Any]] | None = None,
                       **kwargs: Any) -> list[Upserted]:
-        """Image files (the key is the absolute path) or ``{key: image bytes}``."""
+        """Image files (the key is the absolute path) or ``{key: image bytes}``; metadata
+        by key, typed Python values (int, float, bool, datetime, list) kept as such."""
         pairs = images.items() if isinstance(images, dict) else \
             [(str(Path(p).resolve()), Path(p).read_bytes()) for p in images]
-        return self.upsert([search_pb2.UpsertItem(key=key, image=data,
-                                                  metadata=(metadata or {}).get(key, {}))
-                            for key, data in pairs], **kwargs)
+        return self.upsert([search_pb2.UpsertItem(
+            key=key, image=data, metadata=wire_fields((metadata or {}).get(key, {})))
+            for key, data in pairs], **kwargs)
 
     def upsert_vectors(self, keys: Sequence[str], vectors: np.ndarray, *,
-                       metadata: Sequence[dict[str, str]] | None = None,
+                       metadata: Sequence[dict[str, Any]] | None = None,
                        **kwargs: Any) -> list[Upserted]:
         rows = np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1)
         return self.upsert([search_pb2.UpsertItem(
             key=key, embedding=search_pb2.Embedding(values=row.tolist()),
-            metadata=metadata[i] if metadata else {}) for i, (key, row) in
+            metadata=wire_fields(metadata[i]) if metadata else {}) for i, (key, row) in
             enumerate(zip(keys, rows, strict=True))], **kwargs)
 
     def delete(self, keys: Sequence[str] = (), ids: Sequence[int] = (),

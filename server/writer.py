@@ -29,10 +29,12 @@ from common.errors import VisearchError
 from index.ann.live import LiveSearcher
 from index.ann.params import choose_settings
 from index.build.publish import IndexingOptions, publish_index
+from index.store import metadata as meta
 from index.store.catalog import ImageRecord
 from index.store.contract import stored_identity
 from index.store.directory import IndexDirectory
 from index.store.manifest import utc_now
+from index.store.upsert_fields import type_fields
 from index.store.vectors import DEFAULT_SHARD_SIZE, normalise, remove_orphans
 from index.store.wal import WalShard, is_wal
 from server.config import ServerConfig
@@ -85,6 +87,11 @@ class OnlineWriter:
     def _open(self) -> None:
         catalog = self.catalog = self.directory.catalog()
         catalog.mark_interrupted()
+        meta.ensure_schema(catalog)
+        # This server is the directory's only writer, so the field types it knows stay
+        # true; typing an upsert's metadata needs no read of the catalog.
+        self._field_types = meta.field_types(catalog)
+        self._typing = threading.Lock()
         remove_orphans(self.directory.vectors_dir, catalog.shards())
         identity = stored_identity(catalog)
         assert identity is not None  # a served index has a recorded model
@@ -128,8 +135,11 @@ class OnlineWriter:
         outcome: list[np.ndarray | Exception] = []
         pending = []
         keys: set[str] = set()
+        items, typing_errors = self._typed(items)
         for i, item in enumerate(items):
             try:
+                if i in typing_errors:
+                    raise InvalidItemError(f"metadata: {typing_errors[i]}")
                 vector_or_future = self._prepare(item, keys)
                 if isinstance(vector_or_future, np.ndarray):
                     outcome.append(vector_or_future)
@@ -156,6 +166,25 @@ class OnlineWriter:
         for i, new_id in zip(good, ids, strict=True):
             results[i] = new_id
         return results
+
+    def _typed(self, items: list[WriteItem]) -> tuple[list[WriteItem], dict[int, Exception]]:
+        """Items with their metadata typed as a sidecar's would be (index.store.
+        upsert_fields), and the items whose metadata does not fit."""
+        if not any(item.metadata for item in items):
+            return items, {}
+        with self._typing:
+            typed, types = type_fields([item.metadata for item in items], self._field_types)
+            used = {k for t in typed if isinstance(t, dict) for k in t}
+            self._field_types.update((k, v) for k, v in types.items() if k in used)
+        errors: dict[int, Exception] = {}
+        out = []
+        for i, (item, fields) in enumerate(zip(items, typed, strict=True)):
+            if isinstance(fields, Exception):
+                errors[i] = fields
+                out.append(item)
+            else:
+                out.append(replace(item, metadata=fields))
+        return out, errors
 
     def _prepare(self, item: WriteItem, keys: set[str]) -> np.ndarray | Future[np.ndarray]:
         """A unit vector, or the model's future for an image; InvalidItemError if bad."""
@@ -192,8 +221,10 @@ class OnlineWriter:
             replaced = self.catalog.ids_for_paths(item.key for item in items)
             first = self.wal.shard.first_id + self.wal.shard.count
             shard = self.wal.append(stored)
+            used = {k for item in items for k in item.metadata}
             self.catalog.append_to_shard(shard, records, self.run_id,
-                                         [item.metadata for item in items])
+                                         [item.metadata for item in items],
+                                         {k: self._field_types[k] for k in sorted(used)})
             self.wal.committed(shard)  # durable from here on
             self.searcher.apply(first, stored, np.array(list(replaced.values()), np.int64))
             self.pending += len(items)

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
+from index.ann import tiers
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
@@ -98,11 +99,16 @@ class Searcher:
         ``prepare`` or the model), so a request is validated and normalised once."""
         settings = self.manifest.index
         nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
-        depth = params.k * self.refine_for(params)
+        refine = self.refine_for(params)
+        if refine == 1:
+            scores, ids = self.index.search(q, params.k, params=self._search_parameters(nprobe))
+            return Hits(*_ties_by_id(ids, scores))
+        # Candidates in fixed tiers (index/ann/tiers.py): the first k hits are the same at
+        # every depth, so pages concatenate to the unpaged ranking.
+        depth = tiers.candidate_depth(params.k, refine)
         scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
-        if depth > params.k:
-            scores, ids = self.rerank(q, ids, params.k)
-        return Hits(*_ties_by_id(ids, scores))
+        scores, ids = self.rerank(q, tiers.pq_order(ids, scores), params.k, refine)
+        return Hits(ids, scores)
 
     def refine_for(self, params: SearchParams) -> int:
         """How many candidates per result are re-ranked exactly (1: none, exact indexes)."""
@@ -115,14 +121,17 @@ class Searcher:
             params = self._params[nprobe] = ann.search_parameters(self.index, nprobe)
         return params
 
-    def rerank(self, q: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
-        """Exact inner products against the stored vectors; keeps the best k of each row."""
+    def rerank(self, q: np.ndarray, candidates: np.ndarray, k: int, refine: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact inner products against the stored vectors; keeps the best k of each row,
+        or with ``refine`` the first k of the tiered ranking of candidates in PQ order."""
         valid = candidates >= 0
         vectors = self.store.get(np.where(valid, candidates, 0)).reshape(
             *candidates.shape, self.dim)
         exact = np.einsum("qkd,qd->qk", vectors, q)
         exact[~valid] = -np.inf
+        if refine is not None:
+            return tiers.select(candidates, exact, k, refine)
         order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
         ids = np.take_along_axis(np.where(valid, candidates, -1), order, axis=1)
         return np.take_along_axis(exact, order, axis=1).astype(np.float32), ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,13 @@ import numpy as np
 from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
 from index.rerank import collapse as collapsing
 from index.rerank.columns import MetadataProvider
-from index.rerank.filtered import DEFAULT_STRATEGY, FilterStrategy, held_mask, top_among
+from index.rerank.filtered import (
+    DEFAULT_STRATEGY,
+    FilterStrategy,
+    _reading,
+    held_mask,
+    top_among,
+)
 
 if TYPE_CHECKING:
     from index.ann.search import Searcher
@@ -128,6 +135,11 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
             break
         depth = min(depth * 4, MAX_CANDIDATES)
     page = groups[spec.offset:need]
+    if spec.collapse is not None:  # over earlier pages' groups too: a copy near two kept
+        # hits belongs to the better-ranked one, whichever page asks
+        collapsing.near_copies(searcher, groups[:need], spec.collapse, q,
+                               _may_return(searcher, allowed), spec.min_score,
+                               lambda: _reading(searcher))
     hits = [RankedHit(g.id, g.score, g.members) for g in page]
     if spec.fields:
         rows = provider(searcher).get([h.id for h in hits], spec.fields)
@@ -136,14 +148,23 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
     return Ranked(hits, how, matched, more=len(groups) >= need)
 
 
+def _may_return(searcher: Searcher, allowed: np.ndarray | None
+                ) -> Callable[[np.ndarray], np.ndarray]:
+    """ids -> which of them the query may return (held, filter, exclusions)."""
+    mask = allowed if allowed is not None else held_mask(searcher)
+
+    def check(ids: np.ndarray) -> np.ndarray:
+        inside = ids < len(mask)
+        return inside & mask[np.where(inside, ids, 0)]
+    return check
+
+
 def _candidates(searcher: Searcher, q: np.ndarray, params: SearchParams,
                 allowed: np.ndarray | None, depth: int, strategy: FilterStrategy,
                 force: str | None) -> tuple[list[tuple[int, float]], str]:
     if allowed is not None:
         return top_among(searcher, q, allowed, depth, params, strategy, force)
-    hits = searcher.search_unit(q, replace(params, k=depth))
+    hits = searcher.search_unit(q, replace(params, k=depth))  # in rank order, ties by id
     ids, scores = hits.ids[0], hits.scores[0]
     keep = ids >= 0
-    order = np.lexsort((ids[keep], -scores[keep]))
-    return [(int(i), float(s)) for i, s in
-            zip(ids[keep][order], scores[keep][order], strict=True)], "ann"
+    return [(int(i), float(s)) for i, s in zip(ids[keep], scores[keep], strict=True)], "ann"

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import repeat
 from pathlib import Path
 
@@ -262,13 +262,18 @@ class Catalog:
             conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in paths])
 
     def append_to_shard(self, shard: Shard, images: Sequence[ImageRecord], run_id: int,
-                        metadata: Sequence[dict[str, str]] = ()) -> None:
+                        metadata: Sequence[dict[str, str]] = (),
+                        field_types: Mapping[str, str] | None = None) -> None:
         """An online write: ``images`` are the last rows of ``shard`` (a write-ahead shard
-        whose row count grows), stored with their metadata in one transaction. A key that
+        whose row count grows), stored with their metadata (and the types of its fields,
+        in index.store.metadata's ``metadata_fields`` table) in one transaction. A key that
         was live loses its old id, as a changed file does in ``add_shard``."""
         first = shard.first_id + shard.count - len(images)
         with self._conn() as conn:
             _store_rows(conn, first, images, run_id)
+            if field_types:
+                conn.executemany("INSERT OR REPLACE INTO metadata_fields VALUES (?, ?)",
+                                 sorted(field_types.items()))
             conn.executemany("INSERT INTO metadata VALUES (?, ?, ?)",
                              [(first + i, k, v) for i, meta in enumerate(metadata)
                               for k, v in sorted(meta.items())])
