@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cli.args import (
@@ -14,6 +15,7 @@ from cli.args import (
     positive_int,
 )
 from cli.web import add_serve_http_arguments, web_config
+from common.errors import VisearchError
 from embedder.config import DecodeLimits
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
 from server.feedback.config import FeedbackConfig
@@ -28,7 +30,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
         "turns it NOT_SERVING, lets in-flight calls finish, and exits 0. SIGHUP re-reads "
         "the token files and looks at CURRENT at once."))
-    parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
+    parser.add_argument("index", type=Path, nargs="+",
+                        help="index directory made by `visearch build`; several (or a folder "
+                             "of them) are served as one index: each query searches every "
+                             "shard and the top k are merged, hit ids = shard << 40 | id")
     parser.add_argument("--host", default=SERVER_DEFAULTS.host,
                         help="address to bind; 0.0.0.0 or [::] for all, which needs TLS, "
                              "--token-file or --insecure (default: 127.0.0.1)")
@@ -165,7 +170,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from index.store.directory import IndexDirectory
     from server.transport import preflight
 
-    IndexDirectory(args.index).manifest()  # a wrong path fails before torch loads
+    shards = shard_paths(args.index)
+    args.index = shards[0]
+    for path in shards:
+        IndexDirectory(path).manifest()  # a wrong path fails before torch loads
     security = security_config(args)
     preflight(args.host, security)  # so do refused exposure and unreadable certificates
     http = None
@@ -192,7 +200,29 @@ def serve_command(args: argparse.Namespace) -> int:
                               absolute_paths=args.absolute_paths),
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
         metrics_port=args.metrics_port, feedback=feedback_config(args),
+        shard_dirs=tuple(shards) if len(shards) > 1 else (),
     ), http)
+
+
+class NotAnIndexError(VisearchError):
+    """A path given to serve is neither an index directory nor a folder of them."""
+
+
+def shard_paths(paths: Sequence[Path]) -> list[Path]:
+    """The index directories to serve: each path itself, or, for a folder that is no index
+    but holds index directories (the shards of a build split by folder), those in name
+    order."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / "CURRENT").exists() or not path.is_dir():
+            out.append(path)
+            continue
+        inner = sorted(p for p in path.iterdir() if (p / "CURRENT").is_file())
+        if not inner:
+            raise NotAnIndexError(f"{path} is not an index directory and holds none; give "
+                                  f"directories made by `visearch build`")
+        out.extend(inner)
+    return out
 
 
 def feedback_config(args: argparse.Namespace) -> FeedbackConfig | None:

@@ -183,8 +183,13 @@ class SearchServer:
 
     def load(self) -> None:
         configure_threads()
-        service = load_service(self.config.index_dir, device=self.config.device,
-                               checkpoint=self.config.checkpoint, config=self.config.service)
+        if self.config.shard_dirs:
+            from server.multi import load_multi_service
+
+            service = load_multi_service(self.config)
+        else:
+            service = load_service(self.config.index_dir, device=self.config.device,
+                                   checkpoint=self.config.checkpoint, config=self.config.service)
         self.servicer.device = service.model.device if service.model else "none"
         log.info("%s", runtime_report(self.servicer.device))
         self.live = start_live(self.config, service)

@@ -102,3 +102,5 @@ class ServerConfig:
     publish_seconds: float = 30.0
     metrics_port: int | None = None  # Prometheus /metrics on ``host`` (server.metrics); None: off
     feedback: FeedbackConfig | None = None  # click feedback log (server.feedback); None: off
+    # Several index directories served as one (server.multi); index_dir is the first.
+    shard_dirs: tuple[Path, ...] = ()
