@@ -17,6 +17,7 @@ from cli.args import (
 from cli.web import add_serve_http_arguments, web_config
 from common.errors import VisearchError
 from embedder.config import DecodeLimits
+from index.ann.gpu_setting import GpuServing, GpuSettingError, parse_gpus
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
 from server.feedback.config import FeedbackConfig
 
@@ -42,6 +43,11 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port-file", type=Path,
                         help="write the bound port here once serving (useful with --port 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--gpus", type=gpus_setting, default=GpuServing(), metavar="MODE",
+                        help="search the index on faiss GPUs: replicate (a copy per GPU, "
+                             "more QPS), shard (split over the GPUs, larger indexes), N "
+                             "(replicate on N GPUs), MODE:N, or off (default); without a "
+                             "faiss GPU it falls back to the CPU and logs so")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
     add_limit_arguments(parser)
@@ -200,7 +206,7 @@ def serve_command(args: argparse.Namespace) -> int:
                               absolute_paths=args.absolute_paths),
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
         metrics_port=args.metrics_port, feedback=feedback_config(args),
-        shard_dirs=tuple(shards) if len(shards) > 1 else (),
+        shard_dirs=tuple(shards) if len(shards) > 1 else (), gpus=args.gpus,
     ), http)
 
 
@@ -223,6 +229,13 @@ def shard_paths(paths: Sequence[Path]) -> list[Path]:
                                   f"directories made by `visearch build`")
         out.extend(inner)
     return out
+
+
+def gpus_setting(text: str) -> GpuServing:
+    try:
+        return parse_gpus(text)
+    except GpuSettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def feedback_config(args: argparse.Namespace) -> FeedbackConfig | None:

@@ -183,6 +183,9 @@ class SearchServer:
 
     def load(self) -> None:
         configure_threads()
+        from index.ann import gpu_serve
+
+        gpu_serve.configure(self.config.gpus)
         if self.config.shard_dirs:
             from server.multi import load_multi_service
 

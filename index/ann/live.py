@@ -90,6 +90,8 @@ class LiveStore(VectorStore):
 class LiveSearcher(Searcher):
     """One version's index, changed in place by the online writer."""
 
+    gpu_placeable = False  # written in place: a GPU copy would go stale
+
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         super().__init__(directory, version)
         self.store: LiveStore = LiveStore(self.store)

@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
+from index.ann import gpu_serve
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
@@ -29,6 +30,8 @@ def _ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
 class Searcher:
     """The faiss index, raw vectors and catalog of one published version."""
 
+    gpu_placeable = True  # plain searches may run on GPU copies (index.ann.gpu_serve)
+
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
@@ -38,6 +41,8 @@ class Searcher:
         self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
+        self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
+            if self.gpu_placeable else None
         # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
         self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
 
@@ -99,7 +104,8 @@ class Searcher:
         settings = self.manifest.index
         nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
         depth = params.k * self.refine_for(params)
-        scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
+        index = self.index if self.gpu_index is None else self.gpu_index
+        scores, ids = index.search(q, depth, params=self._search_parameters(nprobe))
         if depth > params.k:
             scores, ids = self.rerank(q, ids, params.k)
         return Hits(*_ties_by_id(ids, scores))

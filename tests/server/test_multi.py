@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from index.ann.faiss_index import gpu_count
 from index.ann.multi import SHARD_SHIFT, MultiSearcher, ShardModelMismatchError, open_shards
 from index.ann.params import IndexOverrides
 from index.ann.query import SearchParams
@@ -212,3 +213,27 @@ def test_serve_takes_a_folder_of_shards(tmp_path, shards):
     (tmp_path / "empty").mkdir()
     with pytest.raises(NotAnIndexError, match="holds none"):
         shard_paths([tmp_path / "empty"])
+
+
+@pytest.mark.skipif(gpu_count() > 0, reason="this machine's faiss has GPUs")
+def test_gpus_flag_without_gpus_serves_from_the_cpu(shards, caplog):
+    import logging
+
+    from index.ann import gpu_serve
+    from index.ann.gpu_setting import GpuServing
+
+    dirs, vectors = shards
+    config = ServerConfig(index_dir=dirs[0].path, shard_dirs=tuple(d.path for d in dirs[:2]),
+                          port=0, device="cpu", drain_seconds=0.0, follow_seconds=0,
+                          gpus=GpuServing("shard", 2))
+    running = SearchServer(config)
+    running.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="visearch.index"):
+            running.load()
+        assert "--gpus shard:2: faiss sees no GPU" in caplog.text
+        with SearchClient(f"127.0.0.1:{running.port}", timeout=30) as c:
+            assert c.search_vector(vectors[1][9], k=1).hits[0].id == (1 << SHARD_SHIFT) | 9
+    finally:
+        running.stop(grace=1)
+        gpu_serve.configure(GpuServing())
