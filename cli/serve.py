@@ -48,6 +48,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                              "more QPS), shard (split over the GPUs, larger indexes), N "
                              "(replicate on N GPUs), MODE:N, or off (default); without a "
                              "faiss GPU it falls back to the CPU and logs so")
+    parser.add_argument("--mmap", action="store_true",
+                        help="memory-map the index files instead of reading them into RAM: "
+                             "only the inverted lists queries touch become resident (an "
+                             "on-disk index from `visearch build --ondisk` is always mapped)")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
     add_limit_arguments(parser)
@@ -207,6 +211,7 @@ def serve_command(args: argparse.Namespace) -> int:
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
         metrics_port=args.metrics_port, feedback=feedback_config(args),
         shard_dirs=tuple(shards) if len(shards) > 1 else (), gpus=args.gpus,
+        mmap=args.mmap,
     ), http)
 
 

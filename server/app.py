@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from visearch.v1 import search_pb2, search_pb2_grpc
 
+from common.errors import VisearchError
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
 from server.auth import AuthInterceptor, AuthPolicy, auth_policy
@@ -183,9 +184,14 @@ class SearchServer:
 
     def load(self) -> None:
         configure_threads()
+        from index.ann import faiss_index as ann
         from index.ann import gpu_serve
 
         gpu_serve.configure(self.config.gpus)
+        if self.config.mmap and self.config.writable:
+            raise VisearchError("--mmap serves a read-only index; a --writable server changes "
+                                "its index in place")
+        ann.set_serve_mmap(self.config.mmap)
         if self.config.shard_dirs:
             from server.multi import load_multi_service
 

@@ -106,3 +106,4 @@ class ServerConfig:
     # Several index directories served as one (server.multi); index_dir is the first.
     shard_dirs: tuple[Path, ...] = ()
     gpus: GpuServing = GpuServing()  # plain searches on GPU copies (index.ann.gpu_serve)
+    mmap: bool = False  # read index files memory-mapped (a read-only server only)

@@ -90,7 +90,7 @@ class LiveStore(VectorStore):
 class LiveSearcher(Searcher):
     """One version's index, changed in place by the online writer."""
 
-    gpu_placeable = False  # written in place: a GPU copy would go stale
+    fixed_index = False  # written in place: no GPU copy (it would go stale), no mmap
 
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         super().__init__(directory, version)

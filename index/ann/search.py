@@ -30,19 +30,22 @@ def _ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
 class Searcher:
     """The faiss index, raw vectors and catalog of one published version."""
 
-    gpu_placeable = True  # plain searches may run on GPU copies (index.ann.gpu_serve)
+    # The index never changes in place: it may be memory-mapped (--mmap) and plain searches
+    # may run on GPU copies (index.ann.gpu_serve). LiveSearcher, written in place, says no.
+    fixed_index = True
 
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
         self.manifest: Manifest = self.directory.manifest(version)
-        self.index = ann.read_index(self.directory.index_path(self.manifest))
+        self.index = ann.read_index(self.directory.index_path(self.manifest),
+                                    mmap=ann.serve_mmap() and self.fixed_index)
         self.catalog = self.directory.catalog(readonly=True)
         self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
         self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
-            if self.gpu_placeable else None
+            if self.fixed_index else None
         # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
         self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
 
