@@ -26,8 +26,9 @@ base = rss()
 s = Searcher(sys.argv[1])
 opened = rss()
 q = np.random.default_rng(1).standard_normal((200, s.dim)).astype('float32')
-t = time.perf_counter(); s.search(q[:100], SearchParams(k=10, nprobe=16)); cold = time.perf_counter() - t
-t = time.perf_counter(); s.search(q[100:], SearchParams(k=10, nprobe=16)); warm = time.perf_counter() - t
+p = SearchParams(k=10, nprobe=16)
+t = time.perf_counter(); s.search(q[:100], p); cold = time.perf_counter() - t
+t = time.perf_counter(); s.search(q[100:], p); warm = time.perf_counter() - t
 print(f'{sys.argv[2]:6}: +{opened - base:.0f} MiB on open, +{rss() - base:.0f} MiB after 200 '
       f'queries; {cold * 10:.2f} / {warm * 10:.2f} ms/query (first / next 100)')
 """
