@@ -80,6 +80,10 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
                        help="dtype of the stored raw vectors (default: float16)")
     group.add_argument("--shard-size", type=positive_int, default=DEFAULT_SHARD_SIZE,
                        help="vectors per stored shard: the most a killed build re-embeds")
+    group.add_argument("--ondisk", action="store_true",
+                       help="IVF indexes: publish the inverted lists merged on disk "
+                            "(index.ivfdata, faiss merge_ondisk), memory-mapped when served; "
+                            "for indexes larger than RAM. Each build then rebuilds the index")
     group.add_argument("--index-shards", type=positive_int, default=1, metavar="N",
                        help="train once, then add vectors in N parallel processes and merge "
                             "them with faiss (same index as N=1; default: 1)")
@@ -135,7 +139,7 @@ def build_command(args: argparse.Namespace) -> int:
             use_gpu=not args.no_gpu_index,
             retrain=args.retrain,
             progress=not args.quiet,
-            index_shards=args.index_shards,
+            index_shards=args.index_shards, ondisk=args.ondisk,
         ),
     )
     try:

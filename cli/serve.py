@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from cli.args import (
@@ -14,7 +15,9 @@ from cli.args import (
     positive_int,
 )
 from cli.web import add_serve_http_arguments, web_config
+from common.errors import VisearchError
 from embedder.config import DecodeLimits
+from index.ann.gpu_setting import GpuServing, GpuSettingError, parse_gpus
 from server.config import DEFAULT_MAX_MESSAGE_BYTES, SecurityConfig, ServerConfig, ServiceConfig
 from server.feedback.config import FeedbackConfig
 
@@ -28,7 +31,10 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         ". Health is NOT_SERVING until the index and model are loaded; SIGTERM or SIGINT "
         "turns it NOT_SERVING, lets in-flight calls finish, and exits 0. SIGHUP re-reads "
         "the token files and looks at CURRENT at once."))
-    parser.add_argument("index", type=Path, help="index directory made by `visearch build`")
+    parser.add_argument("index", type=Path, nargs="+",
+                        help="index directory made by `visearch build`; several (or a folder "
+                             "of them) are served as one index: each query searches every "
+                             "shard and the top k are merged, hit ids = shard << 40 | id")
     parser.add_argument("--host", default=SERVER_DEFAULTS.host,
                         help="address to bind; 0.0.0.0 or [::] for all, which needs TLS, "
                              "--token-file or --insecure (default: 127.0.0.1)")
@@ -37,6 +43,15 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port-file", type=Path,
                         help="write the bound port here once serving (useful with --port 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--gpus", type=gpus_setting, default=GpuServing(), metavar="MODE",
+                        help="search the index on faiss GPUs: replicate (a copy per GPU, "
+                             "more QPS), shard (split over the GPUs, larger indexes), N "
+                             "(replicate on N GPUs), MODE:N, or off (default); without a "
+                             "faiss GPU it falls back to the CPU and logs so")
+    parser.add_argument("--mmap", action="store_true",
+                        help="memory-map the index files instead of reading them into RAM: "
+                             "only the inverted lists queries touch become resident (an "
+                             "on-disk index from `visearch build --ondisk` is always mapped)")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
     add_limit_arguments(parser)
@@ -165,7 +180,10 @@ def serve_command(args: argparse.Namespace) -> int:
     from index.store.directory import IndexDirectory
     from server.transport import preflight
 
-    IndexDirectory(args.index).manifest()  # a wrong path fails before torch loads
+    shards = shard_paths(args.index)
+    args.index = shards[0]
+    for path in shards:
+        IndexDirectory(path).manifest()  # a wrong path fails before torch loads
     security = security_config(args)
     preflight(args.host, security)  # so do refused exposure and unreadable certificates
     http = None
@@ -192,7 +210,37 @@ def serve_command(args: argparse.Namespace) -> int:
                               absolute_paths=args.absolute_paths),
         thumb_cache_dir=args.thumb_cache, thumb_cache_bytes=args.thumb_cache_mb * (1 << 20),
         metrics_port=args.metrics_port, feedback=feedback_config(args),
+        shard_dirs=tuple(shards) if len(shards) > 1 else (), gpus=args.gpus,
+        mmap=args.mmap,
     ), http)
+
+
+class NotAnIndexError(VisearchError):
+    """A path given to serve is neither an index directory nor a folder of them."""
+
+
+def shard_paths(paths: Sequence[Path]) -> list[Path]:
+    """The index directories to serve: each path itself, or, for a folder that is no index
+    but holds index directories (the shards of a build split by folder), those in name
+    order."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / "CURRENT").exists() or not path.is_dir():
+            out.append(path)
+            continue
+        inner = sorted(p for p in path.iterdir() if (p / "CURRENT").is_file())
+        if not inner:
+            raise NotAnIndexError(f"{path} is not an index directory and holds none; give "
+                                  f"directories made by `visearch build`")
+        out.extend(inner)
+    return out
+
+
+def gpus_setting(text: str) -> GpuServing:
+    try:
+        return parse_gpus(text)
+    except GpuSettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def feedback_config(args: argparse.Namespace) -> FeedbackConfig | None:

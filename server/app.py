@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from visearch.v1 import search_pb2, search_pb2_grpc
 
+from common.errors import VisearchError
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
 from server.auth import AuthInterceptor, AuthPolicy, auth_policy
@@ -183,8 +184,21 @@ class SearchServer:
 
     def load(self) -> None:
         configure_threads()
-        service = load_service(self.config.index_dir, device=self.config.device,
-                               checkpoint=self.config.checkpoint, config=self.config.service)
+        from index.ann import faiss_index as ann
+        from index.ann import gpu_serve
+
+        gpu_serve.configure(self.config.gpus)
+        if self.config.mmap and self.config.writable:
+            raise VisearchError("--mmap serves a read-only index; a --writable server changes "
+                                "its index in place")
+        ann.set_serve_mmap(self.config.mmap)
+        if self.config.shard_dirs:
+            from server.multi import load_multi_service
+
+            service = load_multi_service(self.config)
+        else:
+            service = load_service(self.config.index_dir, device=self.config.device,
+                                   checkpoint=self.config.checkpoint, config=self.config.service)
         self.servicer.device = service.model.device if service.model else "none"
         log.info("%s", runtime_report(self.servicer.device))
         self.live = start_live(self.config, service)

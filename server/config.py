@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embedder.config import DecodeLimits
+from index.ann.gpu_setting import GpuServing
 from index.ann.query import MAX_CANDIDATES, MAX_K
 from server.feedback.config import FeedbackConfig
 
@@ -102,3 +103,7 @@ class ServerConfig:
     publish_seconds: float = 30.0
     metrics_port: int | None = None  # Prometheus /metrics on ``host`` (server.metrics); None: off
     feedback: FeedbackConfig | None = None  # click feedback log (server.feedback); None: off
+    # Several index directories served as one (server.multi); index_dir is the first.
+    shard_dirs: tuple[Path, ...] = ()
+    gpus: GpuServing = GpuServing()  # plain searches on GPU copies (index.ann.gpu_serve)
+    mmap: bool = False  # read index files memory-mapped (a read-only server only)

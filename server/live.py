@@ -21,6 +21,10 @@ class LiveIndex(Protocol):
 
 def start_live(config: ServerConfig, service: SearchService) -> LiveIndex:
     """A writer for ``--writable``, else a follower of CURRENT (polling, and on SIGHUP)."""
+    if config.shard_dirs:
+        from server.multi import MultiFollower
+
+        return MultiFollower(config, service)
     directory = IndexDirectory(config.index_dir)
     served = service.model.embedder.identity if service.model else \
         service.index.current.manifest.model

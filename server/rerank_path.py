@@ -61,7 +61,7 @@ def spec_for(searcher: Searcher, query: Query, liked: int | None) -> tuple[Reran
 def check(searcher: Searcher, query: Query) -> None:
     """The options' own errors (a filter's position, unknown fields), before any search."""
     spec, _ = spec_for(searcher, query, None)
-    rerank.check(searcher, spec, query.params)
+    _stage(searcher).check(searcher, spec, query.params)
 
 
 def search_one(searcher: Searcher, query: Query, vector: np.ndarray, liked: int | None,
@@ -70,7 +70,7 @@ def search_one(searcher: Searcher, query: Query, vector: np.ndarray, liked: int 
 
     start = time.perf_counter()
     spec, changed = spec_for(searcher, query, liked)
-    ranked = rerank.rank(searcher, vector, query.params, spec)
+    ranked = _stage(searcher).rank(searcher, vector, query.params, spec)
     ids = [h.id for h in ranked.hits]
     paths = searcher.shown_paths(ids, absolute_paths)
     version = searcher.manifest.version
@@ -81,6 +81,15 @@ def search_one(searcher: Searcher, query: Query, vector: np.ndarray, liked: int 
         pages.make_token(version, spec.offset + query.params.k) if ranked.more else "",
         changed, ranked.strategy, ranked.matched)
     return result
+
+
+def _stage(searcher: Searcher):  # type: ignore[no-untyped-def]
+    """The re-ranking stage for one index, or over the shards of a multi-index server."""
+    if hasattr(searcher, "shards"):
+        from index.rerank import multi
+
+        return multi
+    return rerank
 
 
 def rerank_from_proto(request: search_pb2.SearchRequest) -> dict[str, object]:

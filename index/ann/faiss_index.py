@@ -36,14 +36,37 @@ class IndexFileError(VisearchError):
         self.reason = reason
 
 
-def read_index(path: Path) -> faiss.Index:
-    """The index at ``path``; IndexFileError (with the repair command) when unreadable."""
+# `visearch serve --mmap`: indexes are read memory-mapped (set once at server start).
+_SERVE_MMAP = False
+
+
+def set_serve_mmap(on: bool) -> None:
+    global _SERVE_MMAP
+    _SERVE_MMAP = on
+
+
+def serve_mmap() -> bool:
+    return _SERVE_MMAP
+
+
+def read_flags(path: Path, mmap: bool) -> int:
+    """On-disk inverted lists (an ``index.ivfdata`` beside the index file) are found in the
+    index file's own folder, wherever the version was renamed to, and are always mapped
+    (IO_FLAG_MMAP on them crashes faiss 1.15); ``mmap`` maps an in-RAM-format file's lists
+    instead of reading them (read-only: never for an index that is added to)."""
+    ondisk = path.with_name("index.ivfdata").exists()
+    return faiss.IO_FLAG_ONDISK_SAME_DIR | (faiss.IO_FLAG_MMAP if mmap and not ondisk else 0)
+
+
+def read_index(path: Path, mmap: bool = False) -> faiss.Index:
+    """The index at ``path``; IndexFileError (with the repair command) when unreadable.
+    ``mmap``: memory-mapped (see read_flags)."""
     if not path.is_file():
         raise IndexFileError(f"index file {path} is missing; run `visearch repair "
                              f"{path.parents[2]}` to rebuild it from the stored vectors",
                              "missing")
     try:
-        return faiss.read_index(str(path))
+        return faiss.read_index(str(path), read_flags(path, mmap))
     except RuntimeError as exc:
         reason = _faiss_reason(str(exc))
         raise IndexFileError(f"index file {path} is damaged ({reason}); run `visearch "

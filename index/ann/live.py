@@ -90,6 +90,8 @@ class LiveStore(VectorStore):
 class LiveSearcher(Searcher):
     """One version's index, changed in place by the online writer."""
 
+    fixed_index = False  # written in place: no GPU copy (it would go stale), no mmap
+
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         super().__init__(directory, version)
         self.store: LiveStore = LiveStore(self.store)

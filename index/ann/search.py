@@ -14,6 +14,7 @@ import numpy as np
 
 from index.ann import faiss_index as ann
 from index.ann import tiers
+from index.ann import gpu_serve
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
@@ -30,15 +31,22 @@ def _ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
 class Searcher:
     """The faiss index, raw vectors and catalog of one published version."""
 
+    # The index never changes in place: it may be memory-mapped (--mmap) and plain searches
+    # may run on GPU copies (index.ann.gpu_serve). LiveSearcher, written in place, says no.
+    fixed_index = True
+
     def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
         self.manifest: Manifest = self.directory.manifest(version)
-        self.index = ann.read_index(self.directory.index_path(self.manifest))
+        self.index = ann.read_index(self.directory.index_path(self.manifest),
+                                    mmap=ann.serve_mmap() and self.fixed_index)
         self.catalog = self.directory.catalog(readonly=True)
         self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
+        self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
+            if self.fixed_index else None
         # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
         self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
 
@@ -100,13 +108,14 @@ class Searcher:
         settings = self.manifest.index
         nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
         refine = self.refine_for(params)
+        index = self.index if self.gpu_index is None else self.gpu_index
         if refine == 1:
-            scores, ids = self.index.search(q, params.k, params=self._search_parameters(nprobe))
+            scores, ids = index.search(q, params.k, params=self._search_parameters(nprobe))
             return Hits(*_ties_by_id(ids, scores))
         # Candidates in fixed tiers (index/ann/tiers.py): the first k hits are the same at
         # every depth, so pages concatenate to the unpaged ranking.
         depth = tiers.candidate_depth(params.k, refine)
-        scores, ids = self.index.search(q, depth, params=self._search_parameters(nprobe))
+        scores, ids = index.search(q, depth, params=self._search_parameters(nprobe))
         scores, ids = self.rerank(q, tiers.pq_order(ids, scores), params.k, refine)
         return Hits(ids, scores)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class IndexingOptions:
     progress: bool = True
     keep_spec: bool = False  # deletes: keep the trained index even if the rule would now differ
     index_shards: int = 1  # >1: train once, add in this many processes, merge (sharded.py)
+    ondisk: bool = False  # IVF: publish the lists merged into index.ivfdata (sharded.OnDiskMerge)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
                   options: IndexingOptions, run_id: int) -> IndexingResult:
     """Build (or update) the ANN index over all live vectors and make it the current version."""
     start = time.perf_counter()
+    # An on-disk build's part files live until it is published (or, on an error, collected).
+    stack = contextlib.ExitStack()
+    write: Callable[[Path], None] | None = None
     previous = directory.manifest() if directory.current_version() is not None else None
     live = catalog.live_ids()
     if len(live) == 0:
@@ -94,7 +99,10 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
                  "training points)", len(live), FLAT_BELOW)
     store = directory.vector_store(catalog, identity.embed_dim)
     max_id = int(live[-1])
-    reusable = (previous is not None and not options.retrain
+    ondisk = options.ondisk and not settings.exact
+    # An on-disk index is rebuilt, never added to: its lists are the old version's file.
+    reusable = (previous is not None and not options.retrain and not ondisk
+                and not previous.build.get("ondisk")
                 and previous.index.spec == settings.spec
                 and previous.model.weights_sha256 == identity.weights_sha256)
     repaired = False
@@ -116,6 +124,12 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
             index.remove_ids(faiss.IDSelectorBatch(removed))
         ann.add_batches(index, store.iter_batches(added), len(added), progress=options.progress)
         device = "cpu"
+    elif ondisk:
+        from index.build.sharded import OnDiskMerge
+
+        merge = stack.enter_context(OnDiskMerge(settings, identity.embed_dim, store, live,
+                                                options.index_shards))
+        index, device, write = merge.trained, "cpu", merge.write
     else:
         index, device = _train_and_add(settings, identity.embed_dim, store, live, options)
     counts = catalog.counts()
@@ -125,14 +139,16 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
         model=identity,
         index=settings,
         vector_dtype=options.vector_dtype,
-        live_count=int(index.ntotal),
+        live_count=merge.ntotal if ondisk else int(index.ntotal),
         stored_count=counts["stored"],
         failed_count=counts["failed"],
         build={"run_id": run_id, "max_id": max_id, "retrained": not reusable,
                "faiss_device": device, "faiss_version": faiss.__version__,
-               "index_seconds": round(time.perf_counter() - start, 3)},
+               "index_seconds": round(time.perf_counter() - start, 3),
+               **({"ondisk": True} if ondisk else {})},
     )
-    directory.publish(manifest, lambda path: _write_index(index, path))
+    directory.publish(manifest, write or (lambda path: _write_index(index, path)))
+    stack.close()
     return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,
                           repaired)
 

@@ -62,7 +62,10 @@ class RayOptions:
     gpus_per_worker: float = 0.0
     cpus_per_worker: float = 0.5
     batch_size: int = 64
-    max_retries: int = 3  # per decode task and per actor restart
+    # Retries are Ray Data's own: a decode task whose worker dies is retried (Ray's task
+    # default, 3 times) and an embed actor is restarted and its batch retried. Passing
+    # max_retries / max_restarts through map_batches(**ray_remote_args) is deprecated and
+    # removed in Ray 2.64, which offers no named parameter for them.
     crash_once: Path | None = None  # fault drill: the first decode task to claim it exits
 
 
@@ -168,13 +171,12 @@ class RayEmbedder:
         dataset = dataset.map_batches(
             _decode, batch_size=opts.batch_size, num_cpus=DECODE_CPUS,
             fn_kwargs={"to_input": self.to_input,
-                       "crash_once": str(opts.crash_once) if opts.crash_once else None},
-            max_retries=opts.max_retries)
+                       "crash_once": str(opts.crash_once) if opts.crash_once else None})
         dataset = dataset.map_batches(
-            _EmbedActor, batch_size=opts.batch_size, concurrency=opts.workers,
+            _EmbedActor, batch_size=opts.batch_size,
+            compute=ray.data.ActorPoolStrategy(size=opts.workers),
             num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker or None,
-            fn_constructor_kwargs={"embedder": self.config},
-            max_restarts=opts.max_retries, max_task_retries=opts.max_retries)
+            fn_constructor_kwargs={"embedder": self.config})
         expected = 0
         for batch in dataset.iter_batches(batch_size=opts.batch_size, batch_format="numpy"):
             rows = batch["row"].tolist()

@@ -113,3 +113,41 @@ def read_mmap(path: Path) -> faiss.Index:
     """An IVF index whose inverted lists stay in the file, memory-mapped (IO_FLAG_MMAP):
     resident memory grows only with the lists that queries touch."""
     return faiss.read_index(str(path), faiss.IO_FLAG_MMAP)
+
+
+IVFDATA = "index.ivfdata"
+
+
+class OnDiskMerge:
+    """A sharded build published as an on-disk index: trained once, added in ``parts``
+    processes into temporary part files; ``write(path)`` merges their lists into
+    ``index.ivfdata`` beside the index file at ``path`` (in the version's folder, so the
+    version stays whole; readers find it with IO_FLAG_ONDISK_SAME_DIR) and writes the index.
+    Such an index is never added to in place: the next build rebuilds it."""
+
+    def __init__(self, settings: IndexSettings, dim: int, store: VectorStore,
+                 live: np.ndarray, parts: int):
+        self._tmp = tempfile.TemporaryDirectory(prefix="visearch-ondisk-")
+        try:
+            self.trained = train_once(settings, dim, store, live)
+            self.parts = add_parts(self.trained, store.directory, store.shards, dim, live,
+                                   max(parts, 1), Path(self._tmp.name))
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        self.ntotal = len(live)
+
+    def write(self, path: Path) -> None:
+        ivfdata = path.with_name(IVFDATA)
+        merged = merge_on_disk(self.trained, self.parts, ivfdata)
+        faiss.write_index(merged, str(path))
+        del merged  # unmaps the lists before they are synced and renamed
+        for written in (ivfdata, path):
+            with open(written, "rb+") as handle:
+                os.fsync(handle.fileno())
+
+    def __enter__(self) -> OnDiskMerge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()

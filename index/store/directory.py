@@ -205,10 +205,15 @@ class IndexDirectory:
                           created=utc_now())
 
         def link(target: Path) -> None:
-            try:
-                os.link(source, target)
-            except OSError:  # another file system, or no hard links: copy
-                shutil.copyfile(source, target)
+            # An on-disk index's lists (index.ivfdata) travel with it.
+            for src, dst in ((source, target), (source.with_name("index.ivfdata"),
+                                                target.with_name("index.ivfdata"))):
+                if src != source and not src.exists():
+                    continue
+                try:
+                    os.link(src, dst)
+                except OSError:  # another file system, or no hard links: copy
+                    shutil.copyfile(src, dst)
 
         self.publish(updated, link)
         return updated

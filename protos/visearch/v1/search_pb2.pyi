@@ -162,7 +162,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text", "loaded_at", "refused_version", "refused_reason", "writable", "index_advice")
+    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text", "loaded_at", "refused_version", "refused_reason", "writable", "index_advice", "shards")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     UNTRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,7 @@ class InfoResponse(_message.Message):
     REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
     WRITABLE_FIELD_NUMBER: _ClassVar[int]
     INDEX_ADVICE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
     model: str
     pretrained: str
     untrained: bool
@@ -205,7 +206,28 @@ class InfoResponse(_message.Message):
     refused_reason: str
     writable: bool
     index_advice: str
-    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ..., writable: _Optional[bool] = ..., index_advice: _Optional[str] = ...) -> None: ...
+    shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ..., writable: _Optional[bool] = ..., index_advice: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+
+class ShardInfo(_message.Message):
+    __slots__ = ("path", "index_version", "vector_count", "index_spec", "id_base", "loaded_at", "refused_version", "refused_reason")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    INDEX_VERSION_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INDEX_SPEC_FIELD_NUMBER: _ClassVar[int]
+    ID_BASE_FIELD_NUMBER: _ClassVar[int]
+    LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REASON_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    index_version: int
+    vector_count: int
+    index_spec: str
+    id_base: int
+    loaded_at: str
+    refused_version: int
+    refused_reason: str
+    def __init__(self, path: _Optional[str] = ..., index_version: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., id_base: _Optional[int] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ...) -> None: ...
 
 class UpsertItem(_message.Message):
     __slots__ = ("key", "image", "embedding", "metadata")
