@@ -7,14 +7,13 @@ threads. Each request takes the index handle once, so one version answers it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,6 +25,7 @@ from index.store.contract import check_same_model, has_model
 from server import like, rerank_path
 from server.admission import PixelBudget
 from server.config import ServiceConfig
+from server.hitpaths import HitPaths
 from server.query import Query, validate
 from server.runtime import IndexHandle, ModelItem, ModelSide
 
@@ -36,6 +36,13 @@ class DeadlineExceededError(VisearchError):
 
 class CancelledByClientError(VisearchError):
     """The caller went away; its queries are dropped before they reach the model."""
+
+
+class Cancellation(Protocol):
+    """Whether the caller went away: a threading.Event, or the servicer's view of its call
+    (asked only while a query waits for the model)."""
+
+    def is_set(self) -> bool: ...
 
 
 # How often a waiting request looks at its deadline and its cancellation flag.
@@ -70,9 +77,10 @@ class SearchService:
         self.config = config
         self.decode_budget = PixelBudget(config.max_decode_pixels)
         self.writer: Any = None  # server.writer.OnlineWriter on a --writable server
+        self.hit_paths = HitPaths()  # shown paths per version: no catalog query for known ids
 
     def search(self, query: Query, timeout: float | None = None,
-               cancelled: threading.Event | None = None) -> Result:
+               cancelled: Cancellation | None = None) -> Result:
         """One query's result; its error is raised."""
         outcome = self.search_many([query], timeout, cancelled)[0]
         if isinstance(outcome, Exception):
@@ -80,7 +88,7 @@ class SearchService:
         return outcome
 
     def search_many(self, queries: Sequence[Query], timeout: float | None = None,
-                    cancelled: threading.Event | None = None,
+                    cancelled: Cancellation | None = None,
                     searcher: Searcher | None = None) -> list[Result | Exception]:
         """Each query's result or its error, in order; one faiss call per parameter set.
 
@@ -104,7 +112,8 @@ class SearchService:
                 groups.setdefault(like.search_params(query), []).append(i)
         for params, members in groups.items():
             batch = np.concatenate([vectors[i] for i in members])  # type: ignore[misc]
-            searched = _search_group(searcher, params, batch, self.config.absolute_paths)
+            searched = _search_group(searcher, params, batch, self.config.absolute_paths,
+                                     self.hit_paths)
             for i, outcome in zip(members, searched, strict=True):
                 results[i] = like.drop_self(outcome, queries[i])
         total = (time.perf_counter() - start) * 1000
@@ -123,7 +132,7 @@ class SearchService:
             return exc
 
     def _embed_all(self, queries: Sequence[Query], searcher: Searcher, timings: list[Timings],
-                   deadline: float | None, cancelled: threading.Event | None
+                   deadline: float | None, cancelled: Cancellation | None
                    ) -> list[np.ndarray | Exception]:
         """Unit vectors (1, dim) per query: validated and normalised here, once."""
         out: list[np.ndarray | Exception] = []
@@ -177,12 +186,12 @@ class SearchService:
 
 
 def _search_group(searcher: Searcher, params: SearchParams, vectors: np.ndarray,
-                  absolute_paths: bool) -> list[Result | Exception]:
+                  absolute_paths: bool, hit_paths: HitPaths) -> list[Result | Exception]:
     """One faiss call for queries sharing parameters; an error applies to all of them."""
     start = time.perf_counter()
     try:
         hits = searcher.search_unit(vectors, params)
-        paths = searcher.shown_paths(hits.ids, absolute_paths)
+        paths = hit_paths.shown(searcher, hits.ids, absolute_paths)
     except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
         return [exc] * len(vectors)
     timing = Timings(search_ms=(time.perf_counter() - start) * 1000)
@@ -192,7 +201,7 @@ def _search_group(searcher: Searcher, params: SearchParams, vectors: np.ndarray,
 
 
 def _await(future: Future[np.ndarray], deadline: float | None,
-           cancelled: threading.Event | None) -> np.ndarray:
+           cancelled: Cancellation | None) -> np.ndarray:
     """The embedding, unless the deadline passes or the caller cancels first; then the
     request is withdrawn (the batcher skips cancelled futures)."""
     while True:

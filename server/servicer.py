@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 import grpc
 import numpy as np
@@ -90,11 +89,23 @@ def response_to_proto(result: Result) -> search_pb2.SearchResponse:
     return response
 
 
-def _cancellation(context: grpc.ServicerContext) -> threading.Event:
-    """Set when the call ends early (client cancelled or went away), so queued work is dropped."""
-    event = threading.Event()
-    context.add_callback(event.set)
-    return event
+class _CallEnded:
+    """Set once the call ended early (client cancelled or went away), so queued work is
+    dropped. Read from the call itself, and only while a query waits for the model:
+    a threading.Event plus a callback registered under the call's lock cost every call,
+    vector queries included, though they never wait."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.ServicerContext):
+        self._context = context
+
+    def is_set(self) -> bool:
+        return not self._context.is_active()
+
+
+def _cancellation(context: grpc.ServicerContext) -> _CallEnded:
+    return _CallEnded(context)
 
 
 class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
