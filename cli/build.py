@@ -74,6 +74,14 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--nlist", type=positive_int, help="IVF lists (default: automatic)")
     group.add_argument("--pq-m", type=positive_int, help="PQ sub-quantizers; must divide dim")
     group.add_argument("--nbits", type=positive_int, help="bits per PQ code (default: 8)")
+    group.add_argument("--target-recall", type=float, help="10-recall@10 the build tunes "
+                       "nprobe and refine to reach on sampled stored vectors (default: the "
+                       "last build's, else 0.95)")
+    group.add_argument("--no-tune", action="store_true",
+                       help="skip tuning: keep the rule's (or the last build's) nprobe/refine")
+    group.add_argument("--refine-store", choices=("mmap", "ram"),
+                       help="re-rank from the memory-mapped float16 shards (mmap: least RAM, "
+                       "the default) or a float16 copy in RAM (ram: fastest, dim*2 B/vector)")
     group.add_argument("--retrain", action="store_true",
                        help="train a new index instead of adding to the current one")
     group.add_argument("--vector-dtype", choices=VECTOR_DTYPES, default="float16",
@@ -140,6 +148,9 @@ def build_command(args: argparse.Namespace) -> int:
             retrain=args.retrain,
             progress=not args.quiet,
             index_shards=args.index_shards, ondisk=args.ondisk,
+            tune=not args.no_tune,
+            target_recall=args.target_recall,
+            refine_store=args.refine_store,
         ),
     )
     try:
@@ -219,6 +230,11 @@ def report_json(report: BuildReport) -> dict[str, Any]:
         "version": m.version,
         "live_count": m.live_count,
         "index_spec": m.index.spec,
+        "default_nprobe": m.index.default_nprobe,
+        "refine_factor": m.index.refine_factor,
+        "target_recall": m.index.target_recall,
+        "tuned_recall": m.index.tuned_recall,
+        "bytes_per_vector": m.bytes_per_vector(),
         "exact": m.index.exact,
         "retrained": report.indexing.retrained,
         "repaired_index": report.indexing.repaired,

@@ -189,8 +189,8 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
             print(f"fastest setting with {target_k}-recall@{target_k} >= {args.target_recall}: "
                   f"{chosen.setting.label} ({chosen.k_recall[target_k]:.3f}, "
                   f"{chosen.batch_qps:,.0f} QPS)")
-            if args.apply:
-                _apply(directory, searcher, chosen.setting, report)
+        if args.apply:
+            _apply(directory, searcher, args.target_recall, target_k, report)
     if args.plot:
         from evaluation.plot import plot_sweep
 
@@ -199,16 +199,21 @@ def _fidelity_mode(args: argparse.Namespace, directory: Any, searcher: Any, back
         print(f"plot written to {args.plot}")
 
 
-def _apply(directory: Any, searcher: Any, setting: Any, report: dict[str, Any]) -> None:
-    from evaluation.tuning import apply_setting
+def _apply(directory: Any, searcher: Any, target: float, k: int,
+           report: dict[str, Any]) -> None:
+    """The build's own tuner (index.ann.tuning) picks the defaults that are written."""
+    from evaluation.tuning import apply_tuned
+    from index.ann.tuning import TuneConfig, tune_searcher
 
     if not searcher.is_ivf:
         raise EvalUsageError("--apply sets nprobe, and this index is not IVF")
-    updated = apply_setting(directory, searcher.manifest.version, setting)
-    report["applied"] = {"version": updated.version, "default_nprobe": setting.nprobe,
-                         "refine_factor": setting.refine}
-    print(f"applied: default nprobe {setting.nprobe}, refine {setting.refine} in version "
-          f"{updated.version} (a running server picks it up when restarted)")
+    tuned = tune_searcher(searcher, TuneConfig(target=target, k=k))
+    updated = apply_tuned(directory, searcher.manifest.version, tuned)
+    report["applied"] = {"version": updated.version, "default_nprobe": tuned.nprobe,
+                         "refine_factor": tuned.refine, "tuned_recall": tuned.recall,
+                         "met": tuned.met}
+    print(f"applied: tuned {tuned.summary()} in version {updated.version} (a following "
+          f"server swaps it in)")
 
 
 def _label_mode(args: argparse.Namespace, searcher: Any, backend: Any,

@@ -9,15 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
-from faiss.contrib.exhaustive_search import knn_ground_truth
 
 from evaluation.backends import SearchBackend
 from evaluation.metrics import k_recall_at_k, one_recall_at_k
 from index.ann.query import SearchParams
+from index.ann.tuning import exact_neighbours  # noqa: F401 - its home before tuning existed
 from index.store.manifest import IndexSettings
-from index.store.vectors import VectorStore
 
 
 @dataclass(frozen=True)
@@ -55,23 +53,18 @@ class Sweep:
     single_queries: int
 
 
-def exact_neighbours(store: VectorStore, live_ids: np.ndarray, queries: np.ndarray, k: int,
-                     batch_size: int = 65536) -> np.ndarray:
-    """Exact inner-product top-k ids over the live stored vectors, one block in RAM at a time."""
-    blocks = (vectors for _, vectors in store.iter_batches(live_ids, batch_size))
-    _, positions = knn_ground_truth(np.ascontiguousarray(queries, dtype=np.float32), blocks, k,
-                                    metric_type=faiss.METRIC_INNER_PRODUCT, ngpu=0)
-    return np.where(positions >= 0, live_ids[np.maximum(positions, 0)], -1)
-
-
 def default_settings(nlist: int | None, default_nprobe: int | None, refine: int,
                      exact: bool) -> list[Setting]:
     """Powers of four up to nlist plus the default nprobe; with and without re-ranking."""
     if nlist is None:
         return [Setting(None, 1)]
     probes = sorted({p for p in (1, 4, 16, 64, 256, 1024) if p <= nlist} | {default_nprobe or 1})
-    refines = [1] if exact or refine <= 1 else [1, refine]
-    return [Setting(p, r) for r in refines for p in probes]
+    return [Setting(p, r) for r in _refines(refine, exact) for p in probes]
+
+
+def _refines(refine: int, exact: bool) -> list[int]:
+    """No re-ranking, the index's default and refine 4 (a tuned default may be 1)."""
+    return [1] if exact else sorted({1, max(1, refine), 4})
 
 
 def settings_to_sweep(index: IndexSettings, nprobes: list[int] | None) -> list[Setting]:
@@ -79,8 +72,7 @@ def settings_to_sweep(index: IndexSettings, nprobes: list[int] | None) -> list[S
     if not nprobes:
         return default_settings(index.nlist, index.default_nprobe, index.refine_factor,
                                 index.exact)
-    refines = [1] if index.exact or index.refine_factor <= 1 else [1, index.refine_factor]
-    return [Setting(p, r) for r in refines for p in nprobes]
+    return [Setting(p, r) for r in _refines(index.refine_factor, index.exact) for p in nprobes]
 
 
 def measure(backend: SearchBackend, setting: Setting, queries: np.ndarray, truth: np.ndarray,

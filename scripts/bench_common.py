@@ -86,6 +86,40 @@ def clip_like(n: int, dim: int, sample_seed: int, world_seed: int = 1, centres: 
     return points
 
 
+def clip_cone(n: int, dim: int, sample_seed: int, world_seed: int = 2, centres: int = 4000,
+              latent: int = 48, mean_weight: float = 1.0) -> np.ndarray:
+    """Unit vectors shaped like CLIP image embeddings: a low intrinsic dimension (``latent``),
+    every vector inside a narrow cone around one shared mean direction (CLIP embeddings of
+    photos have pairwise cosines around 0.5, not 0), and heavy-tailed (Pareto 1.1) cluster
+    sizes, with clusters of uneven spread and a little isotropic noise.
+
+    The cone is what makes PQ hard: the shared component is the same for every vector,
+    so neighbours differ only in a small residual the codes must resolve.
+    """
+    world = np.random.default_rng(world_seed)
+    projection = world.standard_normal((latent, dim)).astype(np.float32) / np.sqrt(dim)
+    mean = world.standard_normal(dim).astype(np.float32)
+    mean /= np.linalg.norm(mean)
+    base = world.standard_normal((centres, latent)).astype(np.float32) * 0.8
+    weights = world.pareto(1.1, centres) + 1
+    spread = world.uniform(0.25, 0.7, centres).astype(np.float32)
+    rng = np.random.default_rng(sample_seed)
+    labels = rng.choice(centres, size=n, p=weights / weights.sum())
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):  # blocks: 1M x 512 float32 is 2 GB, keep one copy
+        part = labels[start:start + 100_000]
+        z = base[part] + spread[part, None] * rng.standard_normal(
+            (len(part), latent)).astype(np.float32)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        block = mean_weight * mean + z @ projection \
+            + 0.02 * rng.standard_normal((len(part), dim)).astype(np.float32)
+        out[start:start + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return out
+
+
+DISTRIBUTIONS = {"clustered": clip_like, "clip-cone": clip_cone}
+
+
 def paired_latencies_ms(ours: Callable[[Any], object], raw: Callable[[Any], object],
                         items: Sequence[Any], warmup: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Per-item latencies of both, alternating which runs first so drift and cache warmth

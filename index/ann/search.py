@@ -16,9 +16,15 @@ from index.ann import faiss_index as ann
 from index.ann import tiers
 from index.ann import gpu_serve
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
+from index.ann.refine_store import RamStore
+from index.store.catalog import Catalog
 from index.store.directory import IndexDirectory
 from index.store.manifest import Manifest
 from index.store.roots import build_root, relative_to
+from index.store.vectors import VectorStore
+
+# A manifest not yet published, its index and the build's open catalog.
+BuildParts = tuple[Manifest, faiss.Index, Catalog]
 
 
 def _ties_by_id(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,14 +41,25 @@ class Searcher:
     # may run on GPU copies (index.ann.gpu_serve). LiveSearcher, written in place, says no.
     fixed_index = True
 
-    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
+    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None,
+                 *, refine_store: str | None = None, parts: BuildParts | None = None):
+        """``refine_store`` "mmap" or "ram" overrides the manifest's choice; ``parts`` lets
+        the build search an index it has not published yet (self-tuning)."""
         self.directory = directory if isinstance(directory, IndexDirectory) else \
             IndexDirectory(directory)
-        self.manifest: Manifest = self.directory.manifest(version)
-        self.index = ann.read_index(self.directory.index_path(self.manifest),
-                                    mmap=ann.serve_mmap() and self.fixed_index)
-        self.catalog = self.directory.catalog(readonly=True)
-        self.store = self.directory.vector_store(self.catalog, self.manifest.dim)
+        if parts is None:
+            self.manifest: Manifest = self.directory.manifest(version)
+            self.index = ann.read_index(self.directory.index_path(self.manifest),
+                                        mmap=ann.serve_mmap() and self.fixed_index)
+            self.catalog = self.directory.catalog(readonly=True)
+            self._owns_catalog = True
+        else:
+            self.manifest, self.index, self.catalog = parts
+            self._owns_catalog = False
+        store = self.directory.vector_store(self.catalog, self.manifest.dim)
+        choice = refine_store or self.manifest.index.refine_store
+        self.store: VectorStore = RamStore(store) if choice == "ram" and not \
+            self.manifest.index.exact else store
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
         self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
@@ -137,7 +154,7 @@ class Searcher:
         valid = candidates >= 0
         vectors = self.store.get(np.where(valid, candidates, 0)).reshape(
             *candidates.shape, self.dim)
-        exact = np.einsum("qkd,qd->qk", vectors, q)
+        exact = np.matmul(vectors, q[:, :, None])[:, :, 0]
         exact[~valid] = -np.inf
         if refine is not None:
             return tiers.select(candidates, exact, k, refine)
@@ -162,4 +179,5 @@ class Searcher:
         return {i: relative_to(p, self.root) for i, p in paths.items()}
 
     def close(self) -> None:
-        self.catalog.close()
+        if self._owns_catalog:
+            self.catalog.close()

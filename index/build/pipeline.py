@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from embedder import DecodeLimits, EmbedderConfig
 from embedder.config import default_workers
+from index.ann.tuning import defaults_note
 from index.build.ingest import IngestStats, ingest
 from index.build.plan import plan
 from index.build.publish import (
@@ -119,7 +120,8 @@ class BuildReport:
         return (f"indexed {self.ingest.stored} new ({self.ingest.embedded} embedded, "
                 f"{self.ingest.reused} duplicates reused), skipped {skipped}"
                 f" already present, failed {len(self.failed)}; {m.live_count} vectors in "
-                f"{m.index.spec}{exact}, version {m.version}; {self.seconds:.1f} s, "
+                f"{m.index.spec}{exact}, version {m.version}{defaults_note(m)}; "
+                f"{self.seconds:.1f} s, "
                 f"{rate:.1f} images/s"
                 + self.vanished_note
                 + (f"; {self.metadata.summary()}" if self.metadata else "")

@@ -17,6 +17,8 @@ from common.errors import VisearchError
 from embedder import ModelIdentity
 from index.ann import faiss_index as ann
 from index.ann.params import FLAT_BELOW, IndexOverrides, choose_settings
+from index.ann.search import Searcher
+from index.ann.tuning import DEFAULT_TARGET, TuneConfig, tune_searcher, tuned_fields
 from index.store.catalog import Catalog
 from index.store.directory import IndexDirectory
 from index.store.manifest import IndexSettings, Manifest, utc_now
@@ -49,6 +51,9 @@ class IndexingOptions:
     keep_spec: bool = False  # deletes: keep the trained index even if the rule would now differ
     index_shards: int = 1  # >1: train once, add in this many processes, merge (sharded.py)
     ondisk: bool = False  # IVF: publish the lists merged into index.ivfdata (sharded.OnDiskMerge)
+    tune: bool = True  # measure nprobe/refine against exact search before publishing
+    target_recall: float | None = None  # None: the previous version's target, else 0.95
+    refine_store: str | None = None  # "mmap" | "ram"; None: the previous version's choice
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,23 @@ def settings_for(n: int, dim: int, previous: Manifest | None,
     else:
         settings = choose_settings(n, dim)
     if previous is not None and previous.index.spec == settings.spec:
-        settings = replace(settings, default_nprobe=previous.index.default_nprobe,
-                           refine_factor=previous.index.refine_factor)
+        old = previous.index
+        settings = replace(settings, default_nprobe=old.default_nprobe,
+                           refine_factor=old.refine_factor, target_recall=old.target_recall,
+                           tuned_recall=old.tuned_recall, tuned_k=old.tuned_k,
+                           tune_queries=old.tune_queries)
+    if previous is not None:
+        settings = replace(settings, refine_store=previous.index.refine_store)
+    return settings
+
+
+def with_options(settings: IndexSettings, options: IndexingOptions) -> IndexSettings:
+    """The re-rank store and target the user named, over what the rule or the last build
+    chose."""
+    if options.refine_store is not None and not settings.exact:
+        settings = replace(settings, refine_store=options.refine_store)
+    if options.target_recall is not None and options.tune:
+        settings = replace(settings, target_recall=options.target_recall)
     return settings
 
 
@@ -94,6 +114,7 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
         settings = previous.index
     else:
         settings = settings_for(len(live), identity.embed_dim, previous, options.overrides)
+    settings = with_options(settings, options)
     if settings.exact and settings.auto:
         log.info("%d vectors: below %d an exact flat index is used (IVF-PQ needs more "
                  "training points)", len(live), FLAT_BELOW)
@@ -147,6 +168,9 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
                "index_seconds": round(time.perf_counter() - start, 3),
                **({"ondisk": True} if ondisk else {})},
     )
+    # An on-disk build's index object holds no lists until it is written: not tuned.
+    if options.tune and not settings.exact and not ondisk:
+        manifest = _tuned(directory, manifest, index, catalog, options)
     directory.publish(manifest, write or (lambda path: _write_index(index, path)))
     stack.close()
     return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,
@@ -166,6 +190,19 @@ def _train_and_add(settings: IndexSettings, dim: int, store: VectorStore, live: 
         ann.train(index, store.get(sample_ids(live, settings.train_size)))
     ann.add_batches(index, store.iter_batches(live), len(live), progress=options.progress)
     return placement.to_cpu(index), "gpu" if placement.used else "cpu"
+
+
+def _tuned(directory: IndexDirectory, manifest: Manifest, index: faiss.Index,
+           catalog: Catalog, options: IndexingOptions) -> Manifest:
+    """``manifest`` with the cheapest nprobe and refine that reach the target recall,
+    measured on this very index before it is published."""
+    began = time.perf_counter()
+    target = manifest.index.target_recall or DEFAULT_TARGET
+    searcher = Searcher(directory, parts=(manifest, index, catalog))
+    tuned = tune_searcher(searcher, TuneConfig(target=target))
+    log.info("tuned: %s", tuned.summary())
+    build = {**manifest.build, "tune_seconds": round(time.perf_counter() - began, 3)}
+    return replace(manifest.with_index(**tuned_fields(tuned)), build=build)
 
 
 def _write_index(index: faiss.Index, path: Path) -> None:

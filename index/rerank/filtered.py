@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
+from index.ann.params import default_nprobe
 from index.ann.query import SearchParams
 
 if TYPE_CHECKING:
@@ -151,8 +152,12 @@ def _nprobe(searcher: Searcher, params: SearchParams, selectivity: float) -> int
         return None
     if params.nprobe is not None:
         return params.nprobe
-    widened = (searcher.manifest.index.default_nprobe or 1) / math.sqrt(max(selectivity, 1e-6))
-    return int(min(ann.ivf_of(searcher.index).nlist, math.ceil(widened)))
+    nlist = ann.ivf_of(searcher.index).nlist
+    # A tuned default can be far below the rule's (it was tuned without a filter); a
+    # filter needs the lists' coverage the rule gives, widened by its selectivity.
+    base = max(searcher.manifest.index.default_nprobe or 1, default_nprobe(nlist))
+    widened = base / math.sqrt(max(selectivity, 1e-6))
+    return int(min(nlist, math.ceil(widened)))
 
 
 @contextlib.contextmanager

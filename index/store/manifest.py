@@ -36,6 +36,28 @@ class IndexSettings:
     default_nprobe: int | None = None
     refine_factor: int = 1
     metric: str = "inner_product"
+    # Self-tuning (index.ann.tuning): the recall the defaults above measured at build or
+    # `eval --apply` time, on sampled stored vectors against exact search. None: not tuned
+    # (exact indexes, --no-tune, manifests written before tuning existed).
+    target_recall: float | None = None
+    tuned_recall: float | None = None
+    tuned_k: int | None = None
+    tune_queries: int | None = None
+    # Where exact re-ranking reads its vectors: "mmap" (the float16 shards, paged in by the
+    # OS: least RAM) or "ram" (a float16 copy loaded with the version: fastest).
+    refine_store: str = "mmap"
+
+
+def code_bytes(settings: IndexSettings, dim: int) -> int:
+    """Bytes of one vector's code in the ANN index (without its 8-byte id)."""
+    if settings.exact:
+        return 4 * dim
+    if settings.pq_m:
+        return (settings.pq_m * (settings.nbits or 8) + 7) // 8
+    for name, bits in (("SQ8", 8), ("SQ6", 6), ("SQ4", 4), ("SQfp16", 16)):
+        if name in settings.spec:
+            return dim * bits // 8
+    return 0
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,13 @@ class Manifest:
     @property
     def dim(self) -> int:
         return self.model.embed_dim
+
+    def bytes_per_vector(self) -> dict[str, Any]:
+        """What one vector costs: its ANN code and its re-rank store, and where that lives."""
+        itemsize = 2 if self.vector_dtype == "float16" else 4
+        rerank = 0 if self.index.exact else self.dim * itemsize
+        return {"code": code_bytes(self.index, self.dim), "id": 8, "rerank": rerank,
+                "rerank_in": "RAM" if self.index.refine_store == "ram" else "mmap (disk)"}
 
     def with_index(self, **changes: Any) -> Manifest:
         return replace(self, index=replace(self.index, **changes))

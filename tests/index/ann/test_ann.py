@@ -35,7 +35,7 @@ def test_automatic_ivf_pq_above_the_flat_threshold(ivf_dir):
     searcher = Searcher(ivf_dir)
     settings = searcher.manifest.index
     assert settings.auto and not settings.exact
-    assert settings.spec == f"IVF{settings.nlist},PQ16x8" and settings.nlist == 512
+    assert settings.spec == f"IVF{settings.nlist},SQ8" and settings.nlist == 512
     assert searcher.ntotal == N and searcher.is_ivf
 
 

@@ -23,9 +23,9 @@ def test_small_corpora_get_an_exact_flat_index(n):
 @pytest.mark.parametrize("n, nlist", [
     (10_000, 256), (100_000, 1024), (1_000_000, 4096), (10_000_000, 16384),
     (1_000_000_000, 131072)])
-def test_large_corpora_get_ivf_pq_with_power_of_two_lists(n, nlist):
+def test_large_corpora_get_ivf_sq8_with_power_of_two_lists(n, nlist):
     settings = choose_settings(n, 512)
-    assert settings.spec == f"IVF{nlist},PQ64x8" and not settings.exact
+    assert settings.spec == f"IVF{nlist},SQ8" and not settings.exact
     assert n / settings.nlist >= 39  # training points per centroid
     assert settings.train_size <= min(n, max(500_000, 39 * nlist))
     assert settings.train_size >= min(n, 39 * nlist)
@@ -43,7 +43,8 @@ def test_pq_m_divides_dim(dim, m):
 
 
 def test_overrides_and_their_errors():
-    assert choose_settings(50_000, 512, IndexOverrides(nlist=64)).spec == "IVF64,PQ64x8"
+    assert choose_settings(50_000, 512, IndexOverrides(nlist=64)).spec == "IVF64,SQ8"
+    assert choose_settings(50_000, 512, IndexOverrides(pq_m=32)).spec == "IVF1024,PQ32x8"
     spec = choose_settings(5_000, 512, IndexOverrides(spec="IVF32,PQ16"))
     assert (spec.nlist, spec.pq_m, spec.nbits, spec.auto) == (32, 16, 8, False)
     with pytest.raises(IndexSpecError, match="divide"):

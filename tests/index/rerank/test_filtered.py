@@ -76,9 +76,12 @@ def test_flat_filtered_top_k_is_exact(flat_dir, how):
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [None, "selector", "post"])
 def test_ivf_pq_filtered_recall(ivf_buckets, how):
-    """10-recall@10 >= 0.95 at each selectivity at the index's default settings."""
+    """10-recall@10 >= 0.95 at each selectivity at the index's default settings.
+
+    The build tunes those defaults on its own vectors, so the queries are unseen points of
+    the same clusters (another seed would draw other clusters, far from every vector)."""
     searcher = Searcher(ivf_buckets)
-    queries = searcher.prepare(clustered(50, 64, seed=11))
+    queries = searcher.prepare(clustered(20_050, 64)[20_000:])
     for name, t in SELECTIVITY.items():
         spec = Rerank(filter=f"bucket < {t}")
         allowed = allowed_ids(searcher, spec)

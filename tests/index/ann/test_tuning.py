@@ -1,0 +1,62 @@
+"""Self-tuning: the build's defaults reach the recall they record, at the cheapest setting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from index.ann.search import Searcher
+from index.ann.tuning import Trial, TuneConfig, choose, recall_without_self, tune_searcher
+from index.store.manifest import Manifest
+
+
+def test_an_automatic_build_records_a_recall_that_meets_its_target(ivf_template):
+    searcher = Searcher(ivf_template)
+    settings = searcher.manifest.index
+    assert settings.target_recall == 0.95 and settings.tuned_k == 10
+    assert settings.tuned_recall is not None and settings.tuned_recall >= 0.95
+    # the same measurement again gives the recorded recall at the recorded settings
+    again = tune_searcher(searcher, TuneConfig(queries=settings.tune_queries or 300))
+    assert (again.nprobe, again.refine) == (settings.default_nprobe, settings.refine_factor) \
+        or again.met
+    measured = [t for t in again.trials if (t.nprobe, t.refine) ==
+                (settings.default_nprobe, settings.refine_factor)]
+    if measured:
+        assert abs(measured[0].recall - settings.tuned_recall) < 1e-3
+
+
+def test_choose_takes_the_fastest_setting_that_meets_the_target():
+    trials = [Trial(8, 1, 0.80, 0.1), Trial(16, 2, 0.96, 0.4), Trial(8, 4, 0.97, 0.3),
+              Trial(64, 8, 0.99, 0.9)]
+    assert choose(trials, 0.95) == (trials[2], True)
+    # none meets it: the best recall, not the fastest
+    assert choose(trials[:1] + [Trial(4, 1, 0.7, 0.05)], 0.95) == (trials[0], False)
+
+
+def test_recall_leaves_the_query_itself_out():
+    found = np.array([[5, 1, 2], [7, 3, 9]])
+    truth = np.array([[5, 1, 4], [7, 3, 9]])
+    assert recall_without_self(found, truth, np.array([5, 7]), 2) == (0.5 + 1.0) / 2
+
+
+def test_old_manifests_without_tuning_fields_still_load(ivf_template):
+    data = json.loads(json.dumps(ivf_template.manifest().to_json()))
+    for name in ("target_recall", "tuned_recall", "tuned_k", "tune_queries", "refine_store"):
+        data["index"].pop(name)
+    old = Manifest.from_json(data)
+    assert old.index.tuned_recall is None and old.index.refine_store == "mmap"
+    assert old.bytes_per_vector()["code"] == 64  # SQ8 over 64 dimensions
+
+
+def test_the_ram_refine_store_returns_the_same_vectors_and_hits(ivf_template):
+    mapped = Searcher(ivf_template, refine_store="mmap")
+    in_ram = Searcher(ivf_template, refine_store="ram")
+    ids = np.arange(0, mapped.store.count, 97)
+    np.testing.assert_array_equal(in_ram.store.get(ids), mapped.store.get(ids))
+    queries = mapped.store.get(ids[:50])
+    from index.ann.query import SearchParams
+
+    params = SearchParams(k=10, nprobe=16, refine_factor=4)
+    a, b = mapped.search(queries, params), in_ram.search(queries, params)
+    np.testing.assert_array_equal(a.ids, b.ids)
