@@ -13,8 +13,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
-from index.ann import tiers
-from index.ann import gpu_serve
+from index.ann import gpu_serve, tiers
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
 from index.ann.refine_store import RamStore
 from index.store.catalog import Catalog
