@@ -5,9 +5,12 @@ comes back either as a row of its batch's pixels or as a failure with its reason
 never as an exception that would stop the stream.
 
 A worker decodes a whole batch at once (``DecodeDataset.__getitems__``) into one
-uint8 tensor in shared memory at the model's input size (embedder.pixels), and sends
-back only that tensor, the hashes and the failures: the file records stay in the
-main process, and the model's side normalises the batch in one op.
+uint8 array at the model's input size (embedder.pixels), and sends back only that
+array, the hashes and the failures: the file records stay in the main process, and
+the model's side normalises the batch in one op. The array travels pickled through the
+worker's pipe, not as a shared-memory tensor: for a batch of a few hundred KB to a few
+MB, passing a shared-memory file descriptor (a socket connection per batch) costs the
+main process more than the copy.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from common.errors import VisearchError
 from common.paths import not_regular
@@ -73,21 +77,23 @@ class DecodedBatch:
 @dataclass
 class FetchedBatch:
     """What a worker sends back for one batch: positions in the file list, hashes,
-    failures, and the pixels of the files without failure (shared memory)."""
+    failures, and the pixels of the files without failure (uint8 array, or float model
+    inputs without a PixelPlan)."""
 
     indices: list[int]
     sha256: list[str | None]
     errors: list[str | None]
-    pixels: torch.Tensor
+    pixels: np.ndarray | torch.Tensor
 
     def pin_memory(self) -> FetchedBatch:
-        return FetchedBatch(self.indices, self.sha256, self.errors, self.pixels.pin_memory())
+        return FetchedBatch(self.indices, self.sha256, self.errors,
+                            torch.as_tensor(self.pixels).pin_memory())
 
     def resolve(self, files: Sequence[Any]) -> DecodedBatch:
         """Attach the main process's own file records."""
         return DecodedBatch([DecodedFile(files[i], sha, error) for i, sha, error
                              in zip(self.indices, self.sha256, self.errors, strict=True)],
-                            self.pixels)
+                            torch.as_tensor(self.pixels))
 
 
 class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
@@ -118,18 +124,16 @@ class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
                     rows.append(tensor)
             return FetchedBatch(indices, hashes, errors,
                                 torch.stack(rows) if rows else torch.zeros(0))
-        out = torch.empty((len(indices), 3, plan.size, plan.size), dtype=torch.uint8)
-        if get_worker_info() is not None:
-            out.share_memory_()  # the batch crosses to the main process without a copy
-        rows_np, ok = out.numpy(), 0
+        out = np.empty((len(indices), 3, plan.size, plan.size), dtype=np.uint8)
+        ok = 0
         for i in indices:
             sha256, error, pixels = _load(self.files[i].path, to_input, to_input.pixels)
             hashes.append(sha256)
             errors.append(error)
             if pixels is not None:
-                rows_np[ok] = pixels
+                out[ok] = pixels
                 ok += 1
-        return FetchedBatch(indices, hashes, errors, out[:ok])
+        return FetchedBatch(indices, hashes, errors, out[:ok] if ok < len(out) else out)
 
 
 def load_file(file: FileRef, to_input: ModelInput) -> tuple[DecodedFile, torch.Tensor | None]:
@@ -171,7 +175,7 @@ def read_file(path: str, max_bytes: int) -> bytes:
         OSError: it cannot be opened or read.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
+    try:
         st = os.fstat(fd)
         problem = not_regular(st.st_mode)
         if problem:
@@ -179,11 +183,27 @@ def read_file(path: str, max_bytes: int) -> bytes:
         if st.st_size > max_bytes:
             raise FileRejectedError(f"file is {_size(st.st_size)}, over --max-file-mb "
                                     f"{max_bytes / MIB:g}")
-        data = handle.read(max_bytes + 1)
+        data = _read_at_most(fd, st.st_size, max_bytes + 1)
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise FileRejectedError(f"file grew past --max-file-mb {max_bytes / MIB:g} while "
                                 f"being read")
     return data
+
+
+def _read_at_most(fd: int, expected: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes: one read of the expected size (+1 to see growth) in the usual
+    case, without a buffered reader or a buffer the size of the cap."""
+    chunks, total = [], 0
+    want = min(expected + 1, limit)
+    while total < limit:
+        chunk = os.read(fd, max(want - total, min(1 << 20, limit - total)))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _size(n: int) -> str:

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 import torch
 
-from embedder.threads import KEEP_BATCHES, PROBE_BATCHES, paced
+from embedder.threads import WINDOW, paced
+
+
+def _produced(count: int, seconds: float) -> Iterator[int]:
+    for i in range(count):
+        time.sleep(seconds)
+        yield i
+
+
+def _threads_seen(batches: Iterator[int] | range, work: Callable[[int], float]) -> list[int]:
+    seen = []
+    for _ in paced(batches, most=2):
+        threads = torch.get_num_threads()
+        seen.append(threads)
+        time.sleep(work(threads))
+    return seen
 
 
 def test_every_batch_in_order_and_the_setting_restored():
@@ -16,12 +32,14 @@ def test_every_batch_in_order_and_the_setting_restored():
     assert torch.get_num_threads() == before
 
 
-def test_the_faster_thread_count_is_kept_after_probing_both():
-    for slow_when, expected in ((lambda n: n > 1, 1), (lambda n: n == 1, 2)):
-        kept = []
-        for i in paced(range(1 + 2 * PROBE_BATCHES + KEEP_BATCHES), most=2):
-            threads = torch.get_num_threads()
-            time.sleep(0.004 if slow_when(threads) else 0)
-            if i > 2 * PROBE_BATCHES:
-                kept.append(threads)
-        assert kept == [expected] * KEEP_BATCHES
+def test_a_model_waiting_for_decoding_keeps_one_thread():
+    assert _threads_seen(_produced(4 * WINDOW, 0.004), lambda _: 0.0) == [1] * (4 * WINDOW)
+
+
+def test_a_busy_model_keeps_more_threads_only_where_they_are_faster():
+    faster = _threads_seen(range(4 * WINDOW), lambda n: 0.008 / n)
+    assert faster == [1] * WINDOW + [2] * (3 * WINDOW)
+    slower = _threads_seen(range(6 * WINDOW), lambda n: 0.004 * n)
+    # one window tried with 2, then a wait of 2 windows before the next try
+    assert slower == [1] * WINDOW + [2] * WINDOW + [1] * (2 * WINDOW) + [2] * WINDOW + \
+        [1] * WINDOW
