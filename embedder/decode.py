@@ -96,7 +96,8 @@ def image_pixels(data: bytes) -> int:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB; transparency is composited onto white."""
+    """Any Pillow mode to 8-bit RGB; transparency is composited onto white. An RGB image is
+    returned as it is (no copy)."""
     if image.mode in HIGH_BIT_DEPTH_MODES:
         image = _to_8bit_grey(image)
     if image.mode == "P" and "transparency" in image.info:
@@ -105,7 +106,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def _to_8bit_grey(image: Image.Image) -> Image.Image:

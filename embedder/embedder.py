@@ -18,6 +18,7 @@ from embedder.config import DecodeLimits, EmbedderConfig, ModelIdentity
 from embedder.files import DecodedBatch, FileRef, decoded_batches
 from embedder.inputs import ModelInput
 from embedder.models import LoadedModel, load_model
+from embedder.pixels import PixelPlan
 
 log = logging.getLogger("visearch.embedder")
 
@@ -59,6 +60,8 @@ class Embedder:
         self.tokenizer = loaded.tokenizer
         self.preprocess_cfg = loaded.preprocess_cfg
         self.transform = image_transform_v2(PreprocessCfg(**loaded.preprocess_cfg), is_train=False)
+        # The same preprocessing as uint8 pixels + one normalisation per batch, where covered.
+        self.pixel_plan = PixelPlan.for_model(loaded.preprocess_cfg)
         self.identity = ModelIdentity(
             name=cfg.model,
             pretrained=None if loaded.resolved.untrained or cfg.checkpoint else cfg.pretrained,
@@ -88,7 +91,8 @@ class Embedder:
 
     def model_input(self, limits: DecodeLimits = DecodeLimits()) -> ModelInput:
         """Encoded image bytes (+ crop box) to this model's input tensor."""
-        return ModelInput(self.transform, limits, draft_size=self.image_size)
+        return ModelInput(self.transform, limits, draft_size=self.image_size,
+                          plan=self.pixel_plan)
 
     def embed_files(self, files: Sequence[FileRef], *, batch_size: int = 64, workers: int = 0,
                     limits: DecodeLimits = DecodeLimits()
@@ -99,12 +103,19 @@ class Embedder:
             yield batch, self.encode_images(batch.pixels)
 
     def encode_images(self, pixels: torch.Tensor) -> np.ndarray:
-        """A batch of preprocessed images (N, 3, H, W) to (N, dim) unit vectors."""
+        """A batch of preprocessed images (N, 3, H, W) to (N, dim) unit vectors: float model
+        inputs, or uint8 pixels from ``model_input().pixels`` (normalised here, on the
+        model's device, as one op)."""
         if len(pixels) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         with torch.inference_mode(), self.autocast():
-            features = self.model.encode_image(  # type: ignore[operator]
-                pixels.to(self.device, non_blocking=True))
+            pixels = pixels.to(self.device, non_blocking=True)
+            if pixels.dtype == torch.uint8:
+                if self.pixel_plan is None:
+                    raise ValueError("uint8 pixels need a model whose preprocessing has a "
+                                     "PixelPlan; pass float model inputs")
+                pixels = self.pixel_plan.normalise(pixels)
+            features = self.model.encode_image(pixels)  # type: ignore[operator]
             return _normalise(features)
 
     def encode_pil(self, images: Sequence[Image.Image]) -> np.ndarray:

@@ -30,5 +30,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     for row in data["gRPC overhead"]["rows"]:
         assert row["grpc_p50"] > 0 and row["local_p50"] > 0
     assert data["Embedding pipeline"]["tiny"]["ratio"] > 0
+    ceiling = data["Embedding pipeline"]["decode"]["ceiling"]
+    assert ceiling["ratio"] > 0 and ceiling["target"] == 0.8 and "Build at the decode" in text
     assert (tmp_path / "bench_search.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "bench_scaling.png").read_bytes()[:4] == b"\x89PNG"

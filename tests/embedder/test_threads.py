@@ -1,0 +1,45 @@
+"""The build's choice of model threads while decode workers share the cores."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from embedder.threads import WINDOW, paced
+
+
+def _produced(count: int, seconds: float) -> Iterator[int]:
+    for i in range(count):
+        time.sleep(seconds)
+        yield i
+
+
+def _threads_seen(batches: Iterator[int] | range, work: Callable[[int], float]) -> list[int]:
+    seen = []
+    for _ in paced(batches, most=2):
+        threads = torch.get_num_threads()
+        seen.append(threads)
+        time.sleep(work(threads))
+    return seen
+
+
+def test_every_batch_in_order_and_the_setting_restored():
+    before = torch.get_num_threads()
+    assert list(paced(range(100), most=2)) == list(range(100))
+    assert list(paced(iter([]), most=2)) == []
+    assert torch.get_num_threads() == before
+
+
+def test_a_model_waiting_for_decoding_keeps_one_thread():
+    assert _threads_seen(_produced(4 * WINDOW, 0.004), lambda _: 0.0) == [1] * (4 * WINDOW)
+
+
+def test_a_busy_model_keeps_more_threads_only_where_they_are_faster():
+    faster = _threads_seen(range(4 * WINDOW), lambda n: 0.008 / n)
+    assert faster == [1] * WINDOW + [2] * (3 * WINDOW)
+    slower = _threads_seen(range(6 * WINDOW), lambda n: 0.004 * n)
+    # one window tried with 2, then a wait of 2 windows before the next try
+    assert slower == [1] * WINDOW + [2] * WINDOW + [1] * (2 * WINDOW) + [2] * WINDOW + \
+        [1] * WINDOW
