@@ -133,11 +133,15 @@ def mixed(tmp_path_factory) -> list[Path]:
     return [*paths[:5], huffman, *bad.values(), rotated, *paths[5:], grey, *odd.values(), large]
 
 
-def outcomes(batches) -> tuple[list[tuple[str, str | None, str | None]], torch.Tensor]:
+def outcomes(batches, plan=None) -> tuple[list[tuple[str, str | None, str | None]],
+                                         torch.Tensor]:
+    """Files and model-input tensors; uint8 pixels (the CPU path where ``plan`` covers the
+    model) normalised the way the embedder does per batch."""
     files, pixels = [], []
     for batch in batches:
         files += [(f.file.path, f.sha256, f.error) for f in batch.files]
-        pixels.append(batch.pixels.cpu().float())
+        tensor = batch.pixels.cpu()
+        pixels.append(plan.normalise(tensor) if tensor.dtype == torch.uint8 else tensor.float())
     return files, torch.cat(pixels)
 
 
@@ -145,7 +149,7 @@ def outcomes(batches) -> tuple[list[tuple[str, str | None, str | None]], torch.T
 def test_tensor_path_on_the_cpu_equals_the_cpu_decode_path(tiny_embedder, mixed, threads):
     refs = [Ref(str(p)) for p in mixed]
     expected, cpu_pixels = outcomes(decoded_batches(
-        refs, tiny_embedder.model_input(), batch_size=5, workers=0))
+        refs, tiny_embedder.model_input(), batch_size=5, workers=0), tiny_embedder.pixel_plan)
     path = tensor_path(tiny_embedder, "gpu", device_agnostic=True)
     assert path is not None
     decoder = BatchDecoder(path.preprocess, tiny_embedder.model_input(), torch.device("cpu"))
@@ -195,7 +199,7 @@ def cuda_tiny():
 def test_nvjpeg_path_equals_the_cpu_decode_path(tiny_embedder, cuda_tiny, mixed):
     refs = [Ref(str(p)) for p in mixed]
     expected, cpu_pixels = outcomes(decoded_batches(
-        refs, tiny_embedder.model_input(), batch_size=5, workers=0))
+        refs, tiny_embedder.model_input(), batch_size=5, workers=0), tiny_embedder.pixel_plan)
     path = tensor_path(cuda_tiny, "auto")
     assert path is not None and path.preprocess.size == (64, 64)
     got, pixels = outcomes(path.batches(refs, DecodeLimits(), batch_size=5, workers=2))
