@@ -9,7 +9,11 @@
   still finds fewer than asked, the selector search answers instead.
 
 Each returns (id, score) best first, ties by id, at exact (re-ranked) scores where the
-index re-ranks. The crossovers are measured in docs/benchmarks.md.
+index re-ranks. Where it re-ranks, the ranking is the tiered one of index/ann/tiers.py
+over the allowed PQ candidates in PQ order: the selector and the deeper search see the
+same candidates (same lists probed, same PQ order), and the first n of the ranking do
+not depend on the depth asked for, so filtered pages concatenate exactly to the unpaged
+filtered ranking. The crossovers are measured in docs/measurements.md.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
+from index.ann import tiers
 from index.ann.query import SearchParams
 
 if TYPE_CHECKING:
@@ -96,19 +101,28 @@ def selector_search(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, dept
     bitmap = np.packbits(np.concatenate([allowed, np.zeros(64, bool)]), bitorder="little")
     selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
     call = _parameters(searcher, params, selector, float(allowed.mean()))
+    want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
     with _reading(searcher):
-        scores, ids = searcher.index.search(q, depth * refine, params=call)
+        scores, ids = searcher.index.search(q, want, params=call)
     del call, selector  # the bitmap outlives both
     if refine > 1:
-        scores, ids = searcher.rerank(q, ids, depth)
+        scores, ids = searcher.rerank(q, tiers.pq_order(ids, scores), depth, refine)
+        return _tiered(ids[0], scores[0])
     return _ordered(ids[0], scores[0], depth)
+
+
+def _tiered(ids: np.ndarray, scores: np.ndarray) -> Ranked:
+    """The tiered ranking as it is (not re-sorted: a deeper tier may score higher)."""
+    keep = ids >= 0
+    return [(int(i), float(s)) for i, s in zip(ids[keep], scores[keep], strict=True)]
 
 
 def post_filter(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
                 params: SearchParams, matched: int, strategy: FilterStrategy) -> Ranked | None:
-    """None when a search ``1/selectivity`` deeper finds fewer than ``depth`` allowed ids."""
+    """None when a search ``1/selectivity`` deeper finds fewer allowed candidates than the
+    tiered ranking needs (and the probed lists hold more)."""
     refine = searcher.refine_for(params)
-    want = depth * refine
+    want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
     ann_depth = min(searcher.ntotal, strategy.max_depth,
                     math.ceil(want * searcher.ntotal / matched * 1.5) + 16)
     if ann_depth < want:
@@ -117,14 +131,16 @@ def post_filter(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: i
     with _reading(searcher):
         scores, ids = searcher.index.search(q, ann_depth,
                                             params=ann.search_parameters(searcher.index, nprobe))
-    row = ids[0]
+    order = np.lexsort((np.where(ids[0] < 0, np.iinfo(np.int64).max, ids[0]), -scores[0]))
+    row, row_scores = ids[0][order], scores[0][order]  # PQ order, ties by id
     ok = (row >= 0) & allowed[np.clip(row, 0, len(allowed) - 1)]
-    ids_ok, scores_ok = row[ok][:want], scores[0][ok][:want]
-    if len(ids_ok) < min(depth, matched):
-        return None
+    ids_ok, scores_ok = row[ok][:want], row_scores[ok][:want]
+    every_probed = int((row >= 0).sum()) < ann_depth  # the probed lists gave all they hold
+    if len(ids_ok) < want and not every_probed:
+        return None  # a selector search sees the allowed candidates a deeper search misses
     if refine > 1:
-        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth)
-        return _ordered(ranked[0], exact[0], depth)
+        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth, refine)
+        return _tiered(ranked[0], exact[0])
     return _ordered(ids_ok, scores_ok, depth)
 
 
