@@ -15,7 +15,9 @@ FINETUNE_HELP = "fine-tune the image tower on an index's own images, re-index, s
 FINETUNE_EPILOG = """\
 Self-supervised by default (NT-Xent: two augmented views of an image are positives, the
 rest of the batch negatives). With --labels CSV or --labels-from-folders the objective is
-supervised contrastive (same label = positive), and a label-stratified --holdout share of
+supervised contrastive (same label = positive; with --feedback LOG the labels are the
+groups that clicks join: a "more like this" query's image and the hits clicked for it, and
+hits clicked for the same query), and a label-stratified --holdout share of
 each label's images is never trained on: they are the evaluation queries for IDX, a linear
 probe on IDX's frozen vectors, and NEW_IDX. --objective self-supervised with labels uses
 them for the held-out split and the evaluation only.
@@ -36,6 +38,10 @@ def add_finetune_parser(subparsers: argparse._SubParsersAction) -> None:
     labels.add_argument("--labels", type=Path, help="CSV of path,label")
     labels.add_argument("--labels-from-folders", action="store_true",
                         help="each image's folder name is its label")
+    labels.add_argument("--feedback", type=Path, metavar="LOG",
+                        help="click feedback (the folder of `serve --feedback-log`, or one "
+                             ".jsonl file): a clicked hit is a positive of its \"more like "
+                             "this\" query image and of the query's other clicked hits")
     parser.add_argument("--objective", choices=["auto", "self-supervised", "supervised"],
                         default="auto", help="auto: supervised with labels, else "
                         "self-supervised (default: auto)")
@@ -83,7 +89,10 @@ def finetune_command(args: argparse.Namespace) -> int:
     from evaluation.quality import labels_from_folders, read_labels
 
     labels: dict[str, str] | None = None
-    if args.labels:
+    feedback: dict[str, Any] | None = None
+    if args.feedback:
+        labels, feedback = _feedback_labels(args.feedback, args.index)
+    elif args.labels:
         labels = read_labels(args.labels)
     elif args.labels_from_folders:
         labels = _folder_labels(args.index, labels_from_folders)
@@ -96,7 +105,8 @@ def finetune_command(args: argparse.Namespace) -> int:
         train_layers=args.train_layers, holdout=args.holdout if labels else 0.0,
         seed=args.seed)
     job = FinetuneJob(index=args.index, out=args.out, settings=settings, labels=labels,
-                      device=args.device, precision=args.precision, workers=args.workers,
+                      feedback=feedback, device=args.device, precision=args.precision,
+                      workers=args.workers,
                       resume=args.resume, text_queries=args.text_queries,
                       limits=decode_limits(args))
     report = finetune_index(job)
@@ -115,6 +125,18 @@ def finetune_command(args: argparse.Namespace) -> int:
           f"{report.train.images_per_s:.1f} images/s); text queries "
           f"{'accepted' if report.text_queries else 'refused'}; {report.build_summary}")
     return 0
+
+
+def _feedback_labels(log: Path, index: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    from embedder.finetune.feedback import feedback_labels
+
+    found = feedback_labels(log, index)
+    print(f"feedback: {found.pairs} positive pairs from {found.queries} clicked queries, "
+          f"{found.groups} groups of {len(found.labels)} images"
+          + (f"; {len(found.skipped_ids)} deleted ids skipped" if found.skipped_ids else ""))
+    return found.labels, {"log": str(log.resolve()), "pairs": found.pairs,
+                          "queries": found.queries, "groups": found.groups,
+                          "images": len(found.labels), "skipped_ids": len(found.skipped_ids)}
 
 
 def _folder_labels(index: Path, from_folders: Any) -> dict[str, str]:

@@ -3,7 +3,9 @@ agree? Each finding says what is wrong and whether `visearch repair` can mend it
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +21,7 @@ REBUILD_FROM_IMAGES = "not repairable here: build again from the images into a n
 
 @dataclass(frozen=True)
 class Finding:
-    part: str  # catalog, current, manifest, vectors, index, leftovers, runs
+    part: str  # catalog, current, manifest, vectors, index, weights, leftovers, runs
     ok: bool
     detail: str
     repair: str = ""  # what `visearch repair` does about it; empty when it cannot
@@ -41,6 +43,7 @@ def check_directory(directory: IndexDirectory) -> list[Finding]:
     store = _check_vectors(directory, catalog, manifest, findings) if catalog else None
     if manifest is not None:
         _check_index(directory, catalog, manifest, findings)
+        _check_weights(directory, manifest, findings)
     _check_leftovers(directory, catalog, store, findings)
     return findings
 
@@ -142,6 +145,42 @@ def _check_index(directory: IndexDirectory, catalog: Catalog | None, manifest: M
             return
     findings.append(Finding("index", True, f"version {manifest.version}: {index.ntotal:,} "
                             f"vectors, ids match the catalog"))
+
+
+def _check_weights(directory: IndexDirectory, manifest: Manifest,
+                   findings: list[Finding]) -> None:
+    """A fine-tuned index carries its own weights (`visearch finetune`): the file must be
+    there and hash to the checksum its lineage recorded, or the server would embed queries
+    with other weights than the stored vectors were made with."""
+    lineage = manifest.model.finetune
+    if not lineage or not lineage.get("weights_file_sha256"):
+        return
+    relative = lineage.get("weights_file") or manifest.model.checkpoint or ""
+    path = directory.path / relative
+    mend = (f"restore {relative} from a backup of {directory.path}, or fine-tune again: "
+            f"`visearch finetune {lineage.get('base_index', 'BASE_IDX')} --out NEW_DIR` "
+            "with the settings recorded in the manifest")
+    if not path.is_file():
+        findings.append(Finding("weights", False, f"the fine-tuned weights {relative} are "
+                                f"missing; {mend}"))
+        return
+    found = _file_sha256(path)
+    if found != lineage["weights_file_sha256"]:
+        findings.append(Finding("weights", False, f"the fine-tuned weights {relative} were "
+                                f"modified (sha256 {found[:12]}, the manifest records "
+                                f"{lineage['weights_file_sha256'][:12]}); {mend}"))
+        return
+    findings.append(Finding("weights", True, f"fine-tuned weights {relative} match the "
+                            f"manifest's sha256 {found[:12]}"))
+
+
+def _file_sha256(path: Path) -> str:
+    """As embedder.finetune.checkpoint.file_sha256, without importing torch into a check."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _check_leftovers(directory: IndexDirectory, catalog: Catalog | None,

@@ -51,10 +51,21 @@ def validate(query: Query, searcher: Searcher, config: ServiceConfig) -> None:
             # The tokenizer keeps 77 tokens; a longer text only costs the model time.
             raise InvalidQueryError(f"text query is {size:,} bytes, over the limit of "
                                     f"{config.max_text_bytes:,} (--max-text-bytes)")
-    searcher.check_params(query.params, config.max_k, config.max_candidates)
+    searcher.check_params(query.params, config.max_k, config.max_candidates,
+                          offset=_page_offset(query))
     if query.include_self and query.like_id is None and query.like_key is None:
         raise InvalidQueryError("include_self applies to like_id and like_key queries")
     from server import rerank_path
 
     if rerank_path.needs_rerank(query):
         rerank_path.check(searcher, query)
+
+
+def _page_offset(query: Query) -> int:
+    """Where the asked page starts (offset, or the page token's), so the candidate limit
+    counts the depth the page really searches; a bad token is refused here."""
+    if query.page_token:
+        from index.rerank.pages import read_token
+
+        return read_token(query.page_token)[1]
+    return query.rerank.offset

@@ -35,6 +35,7 @@ class PageInfo:
     version_changed: bool = False
     strategy: str = "ann"
     matched: int = -1
+    reranked: bool = False  # made by search_one (a last page has no token)
 
 
 def needs_rerank(query: Query) -> bool:
@@ -79,7 +80,7 @@ def search_one(searcher: Searcher, query: Query, vector: np.ndarray, liked: int 
     result.extras = [HitExtra(h.collapsed_ids, h.fields) for h in ranked.hits]
     result.page = PageInfo(
         pages.make_token(version, spec.offset + query.params.k) if ranked.more else "",
-        changed, ranked.strategy, ranked.matched)
+        changed, ranked.strategy, ranked.matched, reranked=True)
     return result
 
 
@@ -121,7 +122,7 @@ def decorate(response: search_pb2.SearchResponse, result: Result) -> None:
         hit.fields.update(extra.fields)
     page = result.page
     response.next_page_token = page.next_page_token
-    if page == PageInfo() and result.hits:  # a plain query is page one
+    if not page.reranked and result.hits:  # a plain query is page one
         response.next_page_token = pages.make_token(result.index_version, len(result.hits))
     response.version_changed = page.version_changed
     response.strategy = page.strategy

@@ -42,6 +42,7 @@ class FinetuneJob:
     out: Path
     settings: FinetuneSettings = FinetuneSettings()
     labels: dict[str, str] | None = None
+    feedback: dict[str, Any] | None = None  # where click labels came from (the lineage)
     device: str = "auto"
     precision: str = "auto"
     workers: int = 0
@@ -132,6 +133,8 @@ def finetune_index(job: FinetuneJob) -> FinetuneReport:
         "train_seconds": round(result.seconds, 1), "text_queries": accepted,
         "text_alignment": alignment,
     }
+    if job.feedback is not None:
+        lineage["feedback"] = job.feedback
     tuned.identity = _tuned_identity(tuned.identity, base, lineage)
     inputs = work / "inputs.txt"
     inputs.write_text("".join(f"{p}\n" for p in paths))

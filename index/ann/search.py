@@ -75,16 +75,23 @@ class Searcher:
         return int(self.index.ntotal)
 
     def check_params(self, params: SearchParams, max_k: int = MAX_K,
-                     max_candidates: int = MAX_CANDIDATES) -> None:
-        """Parameters this index can honour; the one place they are validated."""
+                     max_candidates: int = MAX_CANDIDATES, offset: int = 0) -> None:
+        """Parameters this index can honour; the one place they are validated. The
+        candidate limit applies to what the search really visits: the tiered re-ranking
+        (index/ann/tiers.py) of a page at ``offset`` reads the PQ candidates of the tier
+        that holds position offset + k, up to twice (offset + k) * refine_factor."""
         if not 1 <= params.k <= max_k:
             raise InvalidQueryError(f"k must be between 1 and {max_k}, not {params.k}")
-        depth = params.k * self.refine_for(params)
+        refine = self.refine_for(params)
+        ranked = offset + params.k
+        depth = tiers.candidate_depth(ranked, refine) if refine > 1 else ranked
         if depth > max_candidates:
+            what = f"offset + k = {ranked:,}" if offset else f"k = {ranked:,}"
+            tier = f" (its tier ends at {tiers.tier_bound(ranked):,}, times refine_factor " \
+                   f"{refine})" if refine > 1 else ""
             raise InvalidQueryError(
-                f"k * refine_factor = {params.k} * {self.refine_for(params)} = {depth:,} "
-                f"candidates to re-rank, over the limit of {max_candidates:,} "
-                f"(--max-candidates); lower k or refine_factor")
+                f"{what} needs {depth:,} candidates{tier}, over the limit of "
+                f"{max_candidates:,} (--max-candidates); lower k, the page or refine_factor")
         if params.nprobe is not None:
             if not self.is_ivf:
                 raise InvalidQueryError(f"nprobe applies to IVF indexes; this index is "

@@ -73,6 +73,7 @@ class MetadataProvider:
         self.catalog = catalog
         self._lock = threading.Lock()
         self._key: tuple[int, int] | None = None
+        self._quick: tuple[int, int] | None = None
         self._columns: dict[str, Column] = {}
         self._types: dict[str, str] = {}
         self._size = 0
@@ -135,6 +136,13 @@ class MetadataProvider:
             return found
 
     def _refresh(self) -> None:
+        # SQLite's data_version changes when another connection commits, total_changes
+        # when this one writes: while neither moves, the generation (three queries) is
+        # the same, and a filtered query skips reading it.
+        conn = self.catalog.sql()
+        quick = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        if quick == self._quick:
+            return
         key = meta.generation(self.catalog)
         with self._lock:
             if key != self._key:
@@ -143,6 +151,7 @@ class MetadataProvider:
                 self._masks.clear()
                 self._types = meta.field_types(self.catalog)
                 self._size = self.catalog.next_id()
+            self._quick = quick
 
     def _load(self, name: str) -> Column:
         kind = self._types[name]

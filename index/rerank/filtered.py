@@ -1,15 +1,22 @@
 """The top k among the images a filter allows, by a strategy chosen from its selectivity.
 
 * few matches (``exact_below``): an exact scan of their stored vectors; exact and, for
-  a few thousand vectors, faster than any index walk;
-* selective (under ``selector_below`` of the images): faiss searches the matching ids
-  only, through an IDSelector in per-call SearchParameters (a new one per call: a
-  selector points at this call's bitmap, so it is never cached);
-* broad: an ordinary search ``1/selectivity`` times deeper, then the filter; when that
-  still finds fewer than asked, the selector search answers instead.
+  up to about a thousand vectors, faster than any index walk;
+* more (under ``selector_below`` of the images, by default every filter that does not
+  match everything): faiss searches the matching ids only, through an IDSelectorBitmap
+  in SearchParameters; the bitmap, the selector and the parameters are made once per
+  filter, index version and nprobe (index/rerank/masks.py), so a query pays only the
+  search. Measured, this beats the deeper search at every selectivity;
+* "post" (forced, or a filter matching everything): an ordinary search
+  ``1.5/selectivity`` times deeper, then the filter; when that finds fewer candidates
+  than the ranking needs, the selector search answers instead.
 
 Each returns (id, score) best first, ties by id, at exact (re-ranked) scores where the
-index re-ranks. The crossovers are measured in docs/benchmarks.md.
+index re-ranks. Where it re-ranks, the ranking is the tiered one of index/ann/tiers.py
+over the allowed PQ candidates in PQ order: the selector and the deeper search see the
+same candidates (same lists probed, same PQ order), and the first n of the ranking do
+not depend on the depth asked for, so filtered pages concatenate exactly to the unpaged
+filtered ranking. The crossovers are measured in docs/measurements.md.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ import faiss
 import numpy as np
 
 from index.ann import faiss_index as ann
+from index.ann import tiers
 from index.ann.params import default_nprobe
 from index.ann.query import SearchParams
+from index.rerank.masks import Allowed
 
 if TYPE_CHECKING:
     from index.ann.search import Searcher
@@ -36,8 +45,8 @@ SCAN_CHUNK = 65_536
 
 @dataclass(frozen=True)
 class FilterStrategy:
-    exact_below: int = 2_000  # matching images scanned exactly at or below this count (measured)
-    selector_below: float = 0.2  # fraction of images: IDSelector below, deeper search above
+    exact_below: int = 1_000  # matching images scanned exactly at or below this (measured)
+    selector_below: float = 1.0  # fraction of images: IDSelector below, deeper search above
     max_depth: int = 20_000  # most ANN candidates a broad filter asks for
 
 
@@ -50,17 +59,19 @@ def choose(matched: int, held: int, strategy: FilterStrategy) -> str:
     return "selector" if matched < strategy.selector_below * held else "post"
 
 
-def top_among(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+def top_among(searcher: Searcher, q: np.ndarray, allowed: np.ndarray | Allowed, depth: int,
               params: SearchParams, strategy: FilterStrategy = DEFAULT_STRATEGY,
               force: str | None = None) -> tuple[Ranked, str]:
     """The best ``depth`` allowed ids for the (1, dim) unit query ``q``, and the strategy
     used. ``allowed`` covers ids 0..n-1 and holds only ids this version serves."""
-    matched = int(allowed.sum())
+    if isinstance(allowed, np.ndarray):
+        allowed = Allowed.of(allowed)
+    matched = allowed.count
     if matched == 0:
         return [], "none"
     how = force or choose(matched, searcher.ntotal, strategy)
     if how == "exact":
-        return exact_scan(searcher, q, np.flatnonzero(allowed), depth), how
+        return exact_scan(searcher, q, allowed.ids(), depth), how
     if how == "post":
         found = post_filter(searcher, q, allowed, depth, params, matched, strategy)
         if found is not None:
@@ -90,26 +101,31 @@ def _ordered(ids: np.ndarray, scores: np.ndarray, depth: int) -> Ranked:
     return [(int(i), float(s)) for i, s in zip(ids[order], scores[order], strict=True)]
 
 
-def selector_search(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+def selector_search(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: int,
                     params: SearchParams) -> Ranked:
     refine = searcher.refine_for(params)
-    # IDSelectorBitmap reads bit (id & 7) of byte id >> 3 with no bounds check: pad it.
-    bitmap = np.packbits(np.concatenate([allowed, np.zeros(64, bool)]), bitorder="little")
-    selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
-    call = _parameters(searcher, params, selector, float(allowed.mean()))
+    call = _selector_parameters(searcher, allowed, params)
+    want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
     with _reading(searcher):
-        scores, ids = searcher.index.search(q, depth * refine, params=call)
-    del call, selector  # the bitmap outlives both
+        scores, ids = searcher.index.search(q, want, params=call)
     if refine > 1:
-        scores, ids = searcher.rerank(q, ids, depth)
+        scores, ids = searcher.rerank(q, tiers.pq_order(ids, scores), depth, refine)
+        return _tiered(ids[0], scores[0])
     return _ordered(ids[0], scores[0], depth)
 
 
-def post_filter(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: int,
+def _tiered(ids: np.ndarray, scores: np.ndarray) -> Ranked:
+    """The tiered ranking as it is (not re-sorted: a deeper tier may score higher)."""
+    keep = ids >= 0
+    return [(int(i), float(s)) for i, s in zip(ids[keep], scores[keep], strict=True)]
+
+
+def post_filter(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: int,
                 params: SearchParams, matched: int, strategy: FilterStrategy) -> Ranked | None:
-    """None when a search ``1/selectivity`` deeper finds fewer than ``depth`` allowed ids."""
+    """None when a search ``1/selectivity`` deeper finds fewer allowed candidates than the
+    tiered ranking needs (and the probed lists hold more)."""
     refine = searcher.refine_for(params)
-    want = depth * refine
+    want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
     ann_depth = min(searcher.ntotal, strategy.max_depth,
                     math.ceil(want * searcher.ntotal / matched * 1.5) + 16)
     if ann_depth < want:
@@ -118,23 +134,41 @@ def post_filter(searcher: Searcher, q: np.ndarray, allowed: np.ndarray, depth: i
     with _reading(searcher):
         scores, ids = searcher.index.search(q, ann_depth,
                                             params=ann.search_parameters(searcher.index, nprobe))
-    row = ids[0]
-    ok = (row >= 0) & allowed[np.clip(row, 0, len(allowed) - 1)]
-    ids_ok, scores_ok = row[ok][:want], scores[0][ok][:want]
-    if len(ids_ok) < min(depth, matched):
-        return None
+    row, mask = ids[0], allowed.mask
+    found = row >= 0
+    ok = found & mask[np.where(found, row, 0)]
+    ids_ok, scores_ok = row[ok], scores[0][ok]
+    order = np.lexsort((ids_ok, -scores_ok))[:want]  # PQ order, ties by id
+    ids_ok, scores_ok = ids_ok[order], scores_ok[order]
+    every_probed = int(found.sum()) < ann_depth  # the probed lists gave all they hold
+    if len(ids_ok) < want and not every_probed:
+        return None  # a selector search sees the allowed candidates a deeper search misses
     if refine > 1:
-        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth)
-        return _ordered(ranked[0], exact[0], depth)
+        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth, refine)
+        return _tiered(ranked[0], exact[0])
     return _ordered(ids_ok, scores_ok, depth)
 
 
-def _parameters(searcher: Searcher, params: SearchParams,
-                selector: faiss.IDSelector, selectivity: float) -> faiss.SearchParameters:
-    """Per-call parameters holding ``selector``; built for this call only. Unless the
-    query sets nprobe, a selective filter visits 1/sqrt(selectivity) times more lists:
-    the probed lists hold that much fewer matching images."""
-    nprobe = _nprobe(searcher, params, selectivity)
+def _selector_parameters(searcher: Searcher, allowed: Allowed,
+                         params: SearchParams) -> faiss.SearchParameters:
+    """Search parameters holding an IDSelectorBitmap over ``allowed``, made once per
+    filter, version and nprobe (Allowed.memo keeps them with the bitmap they point at).
+    Unless the query sets nprobe, a filter visits 1/sqrt(selectivity) times more lists:
+    the probed lists hold that much fewer matching images. The selectivity is the one
+    post_filter uses, so both probe the same lists and rank alike."""
+    nprobe = _nprobe(searcher, params, allowed.count / max(searcher.ntotal, 1))
+    found = allowed.memo.get(nprobe)
+    if found is None:
+        if len(allowed.memo) >= 16:  # nprobe values a client chose: keep a few
+            allowed.memo.clear()
+        bitmap = allowed.bitmap()
+        selector = faiss.IDSelectorBitmap(len(allowed.mask), faiss.swig_ptr(bitmap))
+        found = allowed.memo[nprobe] = (selector, _parameters(searcher, nprobe, selector))
+    return found[1]  # type: ignore[index]
+
+
+def _parameters(searcher: Searcher, nprobe: int | None,
+                selector: faiss.IDSelector) -> faiss.SearchParameters:
     inner: faiss.SearchParameters
     if nprobe is not None:
         inner = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)  # type: ignore[call-arg]

@@ -26,6 +26,7 @@ from index.rerank.filtered import (
     held_mask,
     top_among,
 )
+from index.rerank.masks import Allowed, cache_of
 
 if TYPE_CHECKING:
     from index.ann.search import Searcher
@@ -91,15 +92,29 @@ def check(searcher: Searcher, spec: Rerank, params: SearchParams) -> None:
 
 def allowed_ids(searcher: Searcher, spec: Rerank) -> np.ndarray | None:
     """The mask of ids that may be returned, or None when every held id may."""
+    found = allowed_for(searcher, spec)
+    return None if found is None else found.mask
+
+
+def allowed_for(searcher: Searcher, spec: Rerank) -> Allowed | None:
+    """The ids that may be returned with their count (index/rerank/masks.py: cached per
+    filter and version unless the query excludes ids), or None when every held id may."""
     if spec.filter is None and not spec.exclude_ids and not spec.exclude_keys:
         return None
-    mask = held_mask(searcher).copy()
+    held = held_mask(searcher)
     if spec.filter is not None:
-        mask &= provider(searcher).mask(spec.filter, len(mask))
+        matches = provider(searcher).mask(spec.filter, len(held))
+        base = cache_of(searcher).get(spec.filter, (searcher.ntotal, searcher.store.count),
+                                      held, matches)
+        if not spec.exclude_ids and not spec.exclude_keys:
+            return base
+        mask = base.mask.copy()
+    else:
+        mask = held.copy()
     excluded = [i for i in spec.exclude_ids if 0 <= i < len(mask)]
     excluded += resolve_keys(searcher, spec.exclude_keys).values()
     mask[np.asarray(excluded, np.int64)] = False
-    return mask
+    return Allowed.of(mask)
 
 
 def resolve_keys(searcher: Searcher, keys: tuple[str, ...]) -> dict[str, int]:
@@ -118,8 +133,8 @@ def resolve_keys(searcher: Searcher, keys: tuple[str, ...]) -> dict[str, int]:
 def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
          strategy: FilterStrategy = DEFAULT_STRATEGY, force: str | None = None) -> Ranked:
     """The page [offset, offset + k) of the re-ranked list for the (1, dim) unit query."""
-    allowed = allowed_ids(searcher, spec)
-    matched = int(allowed.sum()) if allowed is not None else -1
+    allowed = allowed_for(searcher, spec)
+    matched = allowed.count if allowed is not None else -1
     need = spec.offset + params.k
     depth = need if spec.collapse is None else min(need * 4, MAX_CANDIDATES)
     while True:
@@ -148,10 +163,10 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
     return Ranked(hits, how, matched, more=len(groups) >= need)
 
 
-def _may_return(searcher: Searcher, allowed: np.ndarray | None
+def _may_return(searcher: Searcher, allowed: Allowed | None
                 ) -> Callable[[np.ndarray], np.ndarray]:
     """ids -> which of them the query may return (held, filter, exclusions)."""
-    mask = allowed if allowed is not None else held_mask(searcher)
+    mask = allowed.mask if allowed is not None else held_mask(searcher)
 
     def check(ids: np.ndarray) -> np.ndarray:
         inside = ids < len(mask)
@@ -160,7 +175,7 @@ def _may_return(searcher: Searcher, allowed: np.ndarray | None
 
 
 def _candidates(searcher: Searcher, q: np.ndarray, params: SearchParams,
-                allowed: np.ndarray | None, depth: int, strategy: FilterStrategy,
+                allowed: Allowed | None, depth: int, strategy: FilterStrategy,
                 force: str | None) -> tuple[list[tuple[int, float]], str]:
     if allowed is not None:
         return top_among(searcher, q, allowed, depth, params, strategy, force)

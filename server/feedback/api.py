@@ -63,6 +63,10 @@ class FeedbackRecorder:
             "type": "query", "time": time.time(), "query_id": query_id,
             "kind": query_kind(request), "index_version": response.index_version,
             "ids": [hit.id for hit in response.hits]}
+        if request.HasField("like_id"):  # the query image: a positive for what is clicked
+            entry["like_id"] = request.like_id
+        elif request.HasField("like_key"):
+            entry["like_key"] = request.like_key
         if self.config.log_query_text and request.HasField("text"):
             entry["text"] = request.text
         self.log.record(entry)

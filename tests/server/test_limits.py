@@ -13,7 +13,7 @@ from PIL import Image
 
 from server.admission import OverloadedError, PixelBudget
 from server.app import SearchServer
-from server.client import SearchClient, vector_request
+from server.client import SearchClient, vector_request, with_options
 from server.config import ServerConfig, ServiceConfig
 from server.transport import PortInUseError
 
@@ -38,8 +38,21 @@ def test_candidates_to_rerank_are_bounded(ivf_server):
         assert "max-candidates" in caught.value.details()
         assert time.perf_counter() - started < 2
         every_list = ivf_server.servicer.service.index.current.manifest.index.nlist
-        hits = client.search_vector(np.ones(64), k=1000, refine_factor=10, nprobe=every_list)
+        # k = 1000 re-ranks the tier ending at 1024: refine 9 reads 9,216 candidates,
+        # refine 10 would read 10,240, over the default limit of 10,000.
+        hits = client.search_vector(np.ones(64), k=1000, refine_factor=9, nprobe=every_list)
         assert len(hits.hits) == 1000
+        with pytest.raises(grpc.RpcError) as deep:
+            client.search_vector(np.ones(64), k=1000, refine_factor=10)
+        assert "k = 1,000 needs 10,240 candidates (its tier ends at 1,024" in deep.value.details()
+        page = client.search_vector(np.ones(64), k=30, refine_factor=5).next_page_token
+        assert len(client.search_vector(np.ones(64), k=1000, refine_factor=5,
+                                        nprobe=every_list).hits) == 1000
+        with pytest.raises(grpc.RpcError) as paged:  # offset 30 + k 1000: tier 2048 * 5
+            client.search(with_options(vector_request(np.ones(64), k=1000, refine_factor=5),
+                                       page_token=page))
+        assert paged.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "offset + k = 1,030 needs 10,240 candidates" in paged.value.details()
 
 
 def test_a_batch_of_more_than_250k_hits_is_answered(ivf_server):

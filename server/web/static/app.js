@@ -2,7 +2,10 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { image: null, crop: null, info: null, drag: null };
+const state = { image: null, crop: null, info: null, drag: null,
+                // paging: how to send the shown query again with a page token, the tokens
+                // of the pages seen so far ("" = the first page) and which one is shown
+                repeat: null, tokens: [""], page: 0 };
 // What the page last sent and got back; the browser test reads it.
 window.visearch = { lastResponse: null, lastError: null, searches: 0 };
 
@@ -87,7 +90,7 @@ function params() {
   return out;
 }
 
-async function run(path, options, what) {
+async function run(path, options, what, page = 0) {
   showMessage("Searching…", true);
   window.visearch.searches += 1;
   try {
@@ -95,24 +98,44 @@ async function run(path, options, what) {
     window.visearch.lastResponse = result;
     showMessage("");
     $("token-form").hidden = true;
+    state.page = page;
     render(result, what);
   } catch (err) {
     showError(err);
   }
 }
 
+// A new query starts at page 1; the pager sends the same query again with a page token.
+function startQuery(send) {
+  state.repeat = send;
+  state.tokens = [""];
+  send(0);
+}
+
+function goToPage(page) {
+  if (state.repeat && page >= 0 && page < state.tokens.length) state.repeat(page);
+}
+
 function searchImage() {
   if (!state.image) return;
-  const form = new FormData();
-  form.append("image", state.image, state.image.name || "query");
-  if (state.crop) form.append("crop", state.crop.join(","));
-  for (const [key, value] of Object.entries(params())) form.append(key, value);
-  run("/v1/search", { body: form }, state.crop ? `region ${state.crop.join(",")}` : "image");
+  const image = state.image, crop = state.crop;
+  startQuery((page) => {
+    const form = new FormData();
+    form.append("image", image, image.name || "query");
+    if (crop) form.append("crop", crop.join(","));
+    for (const [key, value] of Object.entries(params())) form.append(key, value);
+    if (state.tokens[page]) form.append("page_token", state.tokens[page]);
+    run("/v1/search", { body: form }, crop ? `region ${crop.join(",")}` : "image", page);
+  });
 }
 
 function searchJson(query, what) {
-  run("/v1/search", { headers: { "Content-Type": "application/json" },
-                      body: JSON.stringify({ ...query, ...params() }) }, what);
+  startQuery((page) => {
+    const body = { ...query, ...params() };
+    if (state.tokens[page]) body.page_token = state.tokens[page];
+    run("/v1/search", { headers: { "Content-Type": "application/json" },
+                        body: JSON.stringify(body) }, what, page);
+  });
 }
 
 // ---- results ----------------------------------------------------------------------------
@@ -156,6 +179,18 @@ function render(result, what) {
   const t = result.timings;
   $("summary").textContent = `${result.hits.length} results for ${what} from index version ` +
     `${result.index_version} in ${t.total_ms.toFixed(1)} ms` + (folder ? ` · in ${folder}` : "");
+  renderPager(result);
+}
+
+function renderPager(result) {
+  // The token of the page after this one; a shorter history is cut (a new branch).
+  state.tokens = state.tokens.slice(0, state.page + 1);
+  if (result.next_page_token) state.tokens.push(result.next_page_token);
+  $("prev-page").hidden = $("next-page").hidden = false;
+  $("prev-page").disabled = state.page === 0;
+  $("next-page").disabled = !result.next_page_token;
+  $("page-no").textContent = `page ${state.page + 1}`;
+  $("pager").hidden = state.page === 0 && !result.next_page_token;
 }
 
 // ---- the query image: pick, drop, paste -------------------------------------------------
@@ -193,6 +228,8 @@ function wireInputs() {
     const text = $("text").value.trim();
     if (text) searchJson({ text }, `“${text}”`);
   });
+  $("prev-page").addEventListener("click", () => goToPage(state.page - 1));
+  $("next-page").addEventListener("click", () => goToPage(state.page + 1));
   $("clear-crop").addEventListener("click", () => { state.crop = null; drawCrop(); updateCropText(); searchImage(); });
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -3,12 +3,17 @@ tiers.py): the first k hits do not depend on how deep a query searched."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
+import pytest
 
 from index.ann import tiers
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.rerank.stage import Rerank, rank
+from index.store.directory import IndexDirectory
+from tests.index.rerank.test_filtered import add_buckets
 from tests.synthetic import clustered
 
 
@@ -56,3 +61,38 @@ def _untiered(searcher: Searcher, q: np.ndarray, k: int) -> list[int]:
     refine = searcher.refine_for(SearchParams())
     _, ids = searcher.index.search(q[None], k * refine)
     return searcher.rerank(q[None], ids, k)[1][0].tolist()
+
+
+@pytest.fixture(scope="module")
+def ivf_buckets(ivf_template, tmp_path_factory):
+    """The IVF-PQ template with ``bucket`` = id % 1000 (bucket < t matches t/10 %)."""
+    path = tmp_path_factory.mktemp("ivf-pages") / "idx"
+    shutil.copytree(ivf_template.path, path)
+    directory = IndexDirectory(path)
+    add_buckets(directory, 20_000)
+    return directory
+
+
+@pytest.mark.parametrize(("expr", "how"), [("bucket < 500", "post"),
+                                           ("bucket < 100", "selector"),
+                                           ("bucket < 100", "post")])
+def test_filtered_ivf_pq_pages_concatenate_to_the_unpaged_ranking(ivf_buckets, expr, how):
+    searcher = Searcher(ivf_buckets)
+    queries = searcher.prepare(clustered(40, searcher.dim, seed=78))
+    for q in queries:
+        for page, pages in ((5, 4), (7, 4), (25, 2)):
+            unpaged = rank(searcher, q[None], SearchParams(k=page * pages), Rerank(filter=expr),
+                           force=how)
+            assert unpaged.strategy == how
+            expect = [h.id for h in unpaged.hits]
+            assert len(expect) == page * pages
+            got = [h.id for n in range(pages)
+                   for h in rank(searcher, q[None], SearchParams(k=page),
+                                 Rerank(filter=expr, offset=n * page), force=how).hits]
+            assert got == expect, (expr, how, page)
+        # Both ANN strategies see the same candidates, so they rank alike.
+        other = "selector" if how == "post" else "post"
+        ranked = [[h.id for h in rank(searcher, q[None], SearchParams(k=40), Rerank(filter=expr),
+                                      force=f).hits] for f in (how, other)]
+        assert ranked[0] == ranked[1]
+    searcher.close()

@@ -225,6 +225,9 @@ def test_reranking_options_pass_through_json_and_multipart(web, corpus):
     assert [h["id"] for h in skipped.json()["hits"]][:2] == ids[2:4]
     page = web.post("/v1/search", json={"like_id": 3, "k": 2, "offset": 2})
     assert [h["id"] for h in page.json()["hits"]] == ids[2:4]
+    assert page.json()["next_page_token"]
+    last = web.post("/v1/search", json={"text": "a red circle", "k": 15, "offset": 30}).json()
+    assert len(last["hits"]) == 10 and last["next_page_token"] == ""  # 40 images: the end
     bad = web.post("/v1/search", json={"like_id": 3, "filter": "ext = "})
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "INVALID_ARGUMENT"
     upload = web.post("/v1/search", data={"k": "3", "exclude_ids": f"{ids[0]},{ids[1]}"},

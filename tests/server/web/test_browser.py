@@ -8,9 +8,11 @@ docs/web-page.png is a copy of one).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -69,8 +71,21 @@ def wait_for(driver, script: str, timeout: float = 30):
                          f"{driver.execute_script('return window.visearch')}")
 
 
+def post_json(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url.rstrip("/") + "/v1/search",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def result_ids(driver) -> list[int]:
+    return [int(i) for i in driver.execute_script(
+        "return [...document.querySelectorAll('#results .result')].map(e => e.dataset.id);")]
+
+
 @pytest.mark.slow
-def test_upload_crop_and_more_like_this_in_chromium(chrome, index_dir, corpus, tmp_path):
+def test_upload_crop_more_like_this_and_pages_in_chromium(chrome, index_dir, corpus, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
@@ -116,7 +131,33 @@ def test_upload_crop_and_more_like_this_in_chromium(chrome, index_dir, corpus, t
                for e in chrome.find_elements(By.CSS_SELECTOR, "#results .result")]
         assert clicked_id not in ids and len(ids) == 12
 
+        # Pages: "next" and "previous" walk one query's ranking; the pages concatenate to
+        # the unpaged ranking (40 images: pages of 15, 15 and 10, then no next page).
+        chrome.find_element(By.ID, "k").clear()
+        chrome.find_element(By.ID, "k").send_keys("15")
+        chrome.find_element(By.ID, "text").send_keys("a red circle\n")
+        whole = [h["id"] for h in post_json(url, {"text": "a red circle", "k": 40})["hits"]]
+        shown = []
+        for page in (1, 2, 3):
+            wait_for(chrome, f"document.getElementById('page-no').textContent === 'page {page}'"
+                             " && window.visearch.lastResponse.query.text === 'a red circle'")
+            shown.append(result_ids(chrome))
+            if page < 3:
+                assert chrome.find_element(By.ID, "next-page").is_enabled()
+                chrome.find_element(By.ID, "next-page").click()
+        assert [len(p) for p in shown] == [15, 15, 10]
+        assert shown[0] + shown[1] + shown[2] == whole
+        assert not chrome.find_element(By.ID, "next-page").is_enabled()
+        chrome.find_element(By.ID, "prev-page").click()
+        wait_for(chrome, "document.getElementById('page-no').textContent === 'page 2'")
+        assert result_ids(chrome) == shown[1]
+        chrome.find_element(By.ID, "prev-page").click()
+        wait_for(chrome, "document.getElementById('page-no').textContent === 'page 1'")
+        assert result_ids(chrome) == shown[0]
+        assert not chrome.find_element(By.ID, "prev-page").is_enabled()
+
         # An error is shown, not swallowed: k over the server's limit.
+        chrome.find_element(By.ID, "text").clear()
         chrome.find_element(By.ID, "k").clear()
         chrome.find_element(By.ID, "k").send_keys("5000")
         chrome.find_element(By.ID, "text").send_keys("a blue square\n")
