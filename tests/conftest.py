@@ -67,7 +67,8 @@ def run_visearch(*args: str, check: bool = False, timeout: float = 300,
 
 @pytest.fixture(scope="session")
 def ivf_template(tmp_path_factory):
-    """A synthetic IVF-PQ index directory; read-only: tests that change it copy it first."""
+    """A synthetic index by the automatic rule (IVF-SQ8, self-tuned); read-only: tests that
+    change it copy it first."""
     from index.build.publish import IndexingOptions
     from index.build.vector_import import import_vectors
     from index.store.contract import precomputed_identity
@@ -76,6 +77,22 @@ def ivf_template(tmp_path_factory):
     directory = IndexDirectory(tmp_path_factory.mktemp("ivf") / "idx")
     import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N), precomputed_identity(IVF_DIM),
                    IndexingOptions(progress=False))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def pq_template(tmp_path_factory):
+    """The template's vectors in an IVF-PQ index (16-byte codes, not self-tuned), whose PQ
+    order differs from the exact one: what tiered re-ranking and pages are tested on."""
+    from index.ann.params import IndexOverrides
+    from index.build.publish import IndexingOptions
+    from index.build.vector_import import import_vectors
+    from index.store.contract import precomputed_identity
+    from index.store.directory import IndexDirectory
+
+    directory = IndexDirectory(tmp_path_factory.mktemp("pq") / "idx")
+    import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N), precomputed_identity(IVF_DIM),
+                   IndexingOptions(overrides=IndexOverrides(pq_m=16), tune=False, progress=False))
     return directory
 
 

@@ -108,12 +108,12 @@ class MultiSearcher:
         return params if shard.is_ivf else replace(params, nprobe=None)
 
     def check_params(self, params: SearchParams, max_k: int = MAX_K,
-                     max_candidates: int = MAX_CANDIDATES) -> None:
+                     max_candidates: int = MAX_CANDIDATES, offset: int = 0) -> None:
         if params.nprobe is not None and not self.is_ivf:
             raise InvalidQueryError(f"nprobe applies to IVF indexes; these shards are "
                                     f"{self.manifest.index.spec}")
         for shard in self.shards:
-            shard.check_params(self._shard_params(shard, params), max_k, max_candidates)
+            shard.check_params(self._shard_params(shard, params), max_k, max_candidates, offset)
 
     def prepare(self, queries: np.ndarray) -> np.ndarray:
         return self.shards[0].prepare(queries)

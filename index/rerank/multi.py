@@ -19,6 +19,7 @@ from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
 from index.rerank import collapse as collapsing
 from index.rerank import stage
 from index.rerank.filtered import DEFAULT_STRATEGY, FilterStrategy
+from index.rerank.masks import Allowed
 from index.rerank.stage import Ranked, RankedHit, Rerank
 
 
@@ -42,9 +43,9 @@ def check(multi: MultiSearcher, spec: Rerank, params: SearchParams) -> None:
 def rank(multi: MultiSearcher, q: np.ndarray, params: SearchParams, spec: Rerank,
          strategy: FilterStrategy = DEFAULT_STRATEGY) -> Ranked:
     """The page [offset, offset + k) of the re-ranked union for the (1, dim) unit query."""
-    allowed = [stage.allowed_ids(shard, shard_spec(multi, i, spec))
+    allowed = [stage.allowed_for(shard, shard_spec(multi, i, spec))
                for i, shard in enumerate(multi.shards)]
-    counted = [int(a.sum()) for a in allowed if a is not None]
+    counted = [a.count for a in allowed if a is not None]
     matched = sum(counted) if counted else -1
     need = spec.offset + params.k
     depth = need if spec.collapse is None else min(need * 4, MAX_CANDIDATES)
@@ -71,7 +72,7 @@ def rank(multi: MultiSearcher, q: np.ndarray, params: SearchParams, spec: Rerank
 
 
 def _merged(multi: MultiSearcher, q: np.ndarray, params: SearchParams,
-            allowed: list[np.ndarray | None], depth: int, strategy: FilterStrategy
+            allowed: list[Allowed | None], depth: int, strategy: FilterStrategy
             ) -> tuple[list[tuple[int, float]], str]:
     """Every shard's best ``depth`` allowed candidates, merged; the strategies used."""
     def one(i: int) -> tuple[list[tuple[int, float]], str]:

@@ -33,8 +33,8 @@ def test_tiered_selection_is_prefix_stable_and_prefers_the_shallow_tier():
     assert [tiers.tier_bound(k) for k in (1, 16, 17, 100)] == [16, 16, 32, 128]
 
 
-def test_ivf_pq_pages_concatenate_to_the_unpaged_ranking(ivf_template):
-    searcher = Searcher(ivf_template)
+def test_ivf_pq_pages_concatenate_to_the_unpaged_ranking(pq_template):
+    searcher = Searcher(pq_template)
     assert searcher.is_ivf and searcher.refine_for(SearchParams()) > 1
     queries = searcher.prepare(clustered(50, searcher.dim, seed=77))
     differs = 0
@@ -64,10 +64,10 @@ def _untiered(searcher: Searcher, q: np.ndarray, k: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def ivf_buckets(ivf_template, tmp_path_factory):
+def ivf_buckets(pq_template, tmp_path_factory):
     """The IVF-PQ template with ``bucket`` = id % 1000 (bucket < t matches t/10 %)."""
     path = tmp_path_factory.mktemp("ivf-pages") / "idx"
-    shutil.copytree(ivf_template.path, path)
+    shutil.copytree(pq_template.path, path)
     directory = IndexDirectory(path)
     add_buckets(directory, 20_000)
     return directory
