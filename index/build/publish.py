@@ -14,6 +14,7 @@ import numpy as np
 
 from common.errors import VisearchError
 from embedder import ModelIdentity
+from index import drift
 from index.ann import faiss_index as ann
 from index.ann.params import FLAT_BELOW, IndexOverrides, choose_settings
 from index.store.catalog import Catalog
@@ -131,6 +132,7 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
         build={"run_id": run_id, "max_id": max_id, "retrained": not reusable,
                "faiss_device": device, "faiss_version": faiss.__version__,
                "index_seconds": round(time.perf_counter() - start, 3)},
+        drift=drift.measure(index, store, live, settings.default_nprobe),
     )
     directory.publish(manifest, lambda path: _write_index(index, path))
     return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,

@@ -1,0 +1,79 @@
+"""Drift profiles and PSI on synthetic clustered vectors (tests/synthetic.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from index import drift
+from index.build.publish import IndexingOptions
+from index.build.vector_import import import_vectors
+from index.store.contract import precomputed_identity
+from index.store.directory import IndexDirectory
+from tests.synthetic import clustered, keys
+
+
+def nearest_scores(corpus: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    return (queries @ corpus.T).max(axis=1)
+
+
+def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift():
+    shares = np.full(10, 0.1)
+    assert drift.psi(shares, np.full(10, 100)) == 0.0
+    shifted = np.array([0, 0, 0, 0, 0, 200, 200, 200, 200, 200])
+    # Half of the mass moved off five bins: the floor keeps PSI finite, and large.
+    assert drift.psi(shares, shifted) > 2.0
+
+
+def test_same_distribution_reads_near_zero_and_a_shifted_one_crosses_the_threshold():
+    corpus = clustered(8000, 64, seed=0)
+    sample, probes = corpus[:6000], corpus[6000:7000]
+    ref = drift.profile(sample, nearest_scores(sample, probes))
+    round_trip = drift.Reference.from_json(ref.to_json())
+    assert round_trip is not None and len(round_trip.centroids) == drift.REGIONS
+
+    # Queries drawn like the corpus (the same clusters, fresh points).
+    same = clustered(9000, 64, seed=0)[7000:9000]
+    report = drift.compare(round_trip, same, nearest_scores(sample, same))
+    assert set(report.psi) == set(drift.STATISTICS)
+    assert max(report.psi.values()) < 0.05, report
+    assert report.drifted() == []
+    assert report.mean_cosine > 0.9
+
+    # Three kinds of shift, each seen by the statistic made for it.
+    novel = clustered(2000, 64, seed=7)  # clusters the corpus does not have
+    report = drift.compare(round_trip, novel, nearest_scores(sample, novel))
+    assert report.psi["top1_score"] > 1.0 and "top1_score" in report.drifted()
+
+    topic = same[np.isin(round_trip.regions_of(same), [0, 1, 2])]  # a few regions only
+    report = drift.compare(round_trip, topic, nearest_scores(sample, topic))
+    assert report.psi["regions"] > 1.0, report
+
+    u = np.random.default_rng(3).standard_normal(64)
+    domain = same + 0.5 * u / np.linalg.norm(u)  # a shared offset, as a new camera or style
+    domain /= np.linalg.norm(domain, axis=1, keepdims=True)
+    report = drift.compare(round_trip, domain, nearest_scores(sample, domain))
+    assert {"projections", "top1_score"} <= set(report.drifted()), report
+    assert report.mean_cosine < 0.5
+
+
+def test_build_records_the_reference_in_the_manifest(ivf_template):
+    manifest = ivf_template.manifest()
+    ref = drift.Reference.from_json(manifest.drift)
+    assert ref is not None and ref.dim == manifest.dim
+    assert ref.sample == min(manifest.live_count, drift.SAMPLE)
+    assert ref.region_shares.sum() == pytest.approx(1.0, abs=1e-4)
+    assert ref.projection_shares.shape == (drift.PROJECTIONS, drift.BINS)
+    # Deciles of the corpus itself: each bin holds about a tenth of it.
+    assert np.abs(ref.projection_shares - 0.1).max() < 0.01
+    assert 0.5 < ref.top1_median <= 1.0
+
+
+def test_tiny_corpus_has_no_regions_but_still_a_profile(tmp_path):
+    directory = IndexDirectory(tmp_path / "idx")
+    import_vectors(directory, clustered(30, 16), keys(30), precomputed_identity(16),
+                   IndexingOptions(progress=False))
+    ref = drift.Reference.from_json(directory.manifest().drift)
+    assert ref is not None and len(ref.centroids) == 0
+    report = drift.compare(ref, clustered(30, 16), None)
+    assert set(report.psi) == {"projections"}
