@@ -35,6 +35,7 @@ PROJECTIONS = 8
 BINS = 10
 SAMPLE = 20_000
 NN_SAMPLE = 1_000
+NN_CANDIDATES = 32  # per probe, re-ranked exactly
 SEED = 1234
 THRESHOLD = 0.2  # PSI above this: the population has shifted (the usual rule of thumb)
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
@@ -168,10 +169,16 @@ def measure(index: faiss.Index, store: VectorStore, live: np.ndarray,
     vectors = store.get(sample_ids(live, SAMPLE, seed=SEED))
     probe_ids = sample_ids(live, NN_SAMPLE, seed=SEED + 1)
     probes = store.get(probe_ids)
-    scores, ids = index.search(probes, 2, params=ann.search_parameters(index, nprobe))
-    # The nearest item other than the probe itself (an exact copy of it counts).
-    top1 = np.where(ids[:, 0] == probe_ids, scores[:, 1], scores[:, 0])
-    top1 = top1[ids[:, 1] >= 0] if len(live) > 1 else np.zeros(0, dtype=np.float32)
+    _, ids = index.search(probes, min(NN_CANDIDATES, len(live)),
+                          params=ann.search_parameters(index, nprobe))
+    # The nearest item other than the probe itself (an exact copy of it counts), found as a
+    # served hit is: PQ candidates re-ranked exactly (PQ distances are only estimates).
+    others = np.where((ids >= 0) & (ids != probe_ids[:, None]), ids, -1)
+    found = others.max(axis=1) >= 0
+    others, probes = others[found], probes[found]
+    exact = np.einsum("nkd,nd->nk", store.get(np.maximum(others, 0)).reshape(
+        *others.shape, store.dim), probes)
+    top1 = np.where(others >= 0, exact, -np.inf).max(axis=1).astype(np.float32)
     return profile(vectors, top1).to_json()
 
 

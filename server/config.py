@@ -102,3 +102,9 @@ class ServerConfig:
     publish_seconds: float = 30.0
     metrics_port: int | None = None  # Prometheus /metrics on ``host`` (server.metrics); None: off
     feedback: FeedbackConfig | None = None  # click feedback log (server.feedback); None: off
+    # With metrics: query drift over this many queries (server.drift; 0: off), and live
+    # recall of this fraction of queries, at most recall_per_second of them (server.recall).
+    drift_window: int = 1000
+    drift_threshold: float = 0.2
+    recall_sample: float = 0.0
+    recall_per_second: float = 5.0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -231,6 +231,8 @@ class Monitoring:
     metrics: ServerMetrics | None = None
     port: int | None = None
     overload: OverloadProbe | None = None
+    config: ServerConfig | None = None
+    observers: list[Any] = field(default_factory=list)  # drift, live recall: closed at stop
 
     @classmethod
     def for_server(cls, config: ServerConfig, service: Callable[[], SearchService | None],
@@ -240,7 +242,7 @@ class Monitoring:
         metrics = ServerMetrics()
         metrics.registry.register(ServerCollector(service))
         return cls(metrics, config.metrics_port,
-                   OverloadProbe(busy, config.rpc_threads + config.max_queue))
+                   OverloadProbe(busy, config.rpc_threads + config.max_queue), config)
 
     @property
     def interceptors(self) -> list[grpc.ServerInterceptor]:
@@ -264,3 +266,11 @@ class Monitoring:
         """Every micro-batch the model runs lands in the batch-size histogram."""
         if self.metrics is not None and service.model is not None:
             service.model.batcher.on_batch.append(self.metrics.batch_size.observe)
+        if self.metrics is not None and self.config is not None:
+            from server.watch import watch_queries
+
+            self.observers = watch_queries(self.config, service, self.metrics.registry)
+
+    def close(self) -> None:
+        for observer in self.observers:
+            observer.close()

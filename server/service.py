@@ -70,6 +70,8 @@ class SearchService:
         self.config = config
         self.decode_budget = PixelBudget(config.max_decode_pixels)
         self.writer: Any = None  # server.writer.OnlineWriter on a --writable server
+        # Called with every answered call, off the request path (server/observers.py).
+        self.observers: list[Any] = []
 
     def search(self, query: Query, timeout: float | None = None,
                cancelled: threading.Event | None = None) -> Result:
@@ -112,6 +114,8 @@ class SearchService:
             t.total_ms = total
             if isinstance(outcome, Result):
                 outcome.timings = replace(t, search_ms=outcome.timings.search_ms)
+        for observe in self.observers:
+            observe(searcher, queries, vectors, results)
         return results
 
     def _reranked(self, searcher: Searcher, query: Query, vector: np.ndarray

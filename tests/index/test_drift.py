@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,26 @@ def test_tiny_corpus_has_no_regions_but_still_a_profile(tmp_path):
     assert ref is not None and len(ref.centroids) == 0
     report = drift.compare(ref, clustered(30, 16), None)
     assert set(report.psi) == {"projections"}
+
+
+def test_drift_command_reports_psi_and_exits_3_on_a_shift(ivf_template, tmp_path):
+    from tests.conftest import run_visearch
+
+    same = tmp_path / "same.npy"
+    np.save(same, clustered(21_000, 64, seed=0)[20_000:])
+    ok = run_visearch("drift", str(ivf_template.path), "--vectors", str(same), "--json")
+    assert ok.returncode == 0, ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["queries"] == 1000 and report["drifted"] == []
+    assert max(report["psi"].values()) < 0.1
+
+    shifted = tmp_path / "shifted.npy"
+    np.save(shifted, clustered(1000, 64, seed=5))
+    moved = run_visearch("drift", str(ivf_template.path), "--vectors", str(shifted))
+    assert moved.returncode == 3, moved.stderr
+    assert "DRIFTED" in moved.stdout and "top1_score" in moved.stdout.splitlines()[-1]
+
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones((3, 5), dtype=np.float32))
+    bad = run_visearch("drift", str(ivf_template.path), "--vectors", str(wrong))
+    assert bad.returncode == 2 and "expected (n, 64)" in bad.stderr
