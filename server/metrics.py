@@ -73,7 +73,8 @@ class ServerMetrics:
                                  ["method", "code"], buckets=LATENCY_BUCKETS, registry=r)
         self.stage = Histogram("visearch_stage_seconds",
                                "per answered query: decode, embed (incl. the wait for the "
-                               "micro-batch), search, and the service total",
+                               "micro-batch), search (lookup and, for re-ranked queries, "
+                               "rerank are parts of it), and the service total",
                                ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.in_flight = Gauge("visearch_in_flight_requests", "calls being handled now",
                                registry=r)
@@ -269,7 +270,7 @@ class Monitoring:
         if self.metrics is not None and self.config is not None:
             from server.watch import watch_queries
 
-            self.observers = watch_queries(self.config, service, self.metrics.registry)
+            self.observers = watch_queries(self.config, service, self.metrics)
 
     def close(self) -> None:
         for observer in self.observers:

@@ -1,21 +1,23 @@
-"""Starts the query observers a server's configuration asks for and registers their
-metrics: drift (on with metrics unless --drift-window 0) and live recall
-(--recall-sample). Kept apart so server.metrics never imports faiss or the drift math
-when neither is wanted."""
+"""With metrics on: the re-rank and look-up stage observer, the index gauges, and the
+query observers the configuration asks for, with their metrics: drift (on unless
+--drift-window 0) and live recall (--recall-sample). Started once the service is
+loaded, so server.metrics itself never imports faiss or the drift math."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
 from server.config import ServerConfig
+from server.gauges import IndexGauges, StageObserver
+from server.metrics import ServerMetrics
 from server.service import SearchService
 
 
 def watch_queries(config: ServerConfig, service: SearchService,
-                  registry: CollectorRegistry) -> list[Any]:
-    observers: list[Any] = []
+                  metrics: ServerMetrics) -> list[Any]:
+    registry = metrics.registry
+    registry.register(IndexGauges(lambda: service))
+    observers: list[Any] = [StageObserver(metrics.stage)]
     if config.drift_window > 0:
         from server.drift import DriftCollector, DriftConfig, DriftTracker
 
