@@ -82,6 +82,8 @@ class ServerMetrics:
                                 "calls refused with RESOURCE_EXHAUSTED: queue (thread pool "
                                 "and queue full) or busy (decode budget)", ["reason"],
                                 registry=r)
+        for reason in ("busy", "queue"):  # present at 0, so rate() and alerts see them
+            self.rejected.labels(reason)
         self.batch_size = Histogram("visearch_embed_batch_size",
                                     "queries per model forward pass (micro-batch)",
                                     buckets=BATCH_BUCKETS, registry=r)
