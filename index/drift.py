@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import faiss
 import numpy as np
@@ -84,7 +85,7 @@ class Reference:
     top1_shares: np.ndarray
     top1_median: float
 
-    @property
+    @cached_property
     def projections(self) -> np.ndarray:
         return projection_matrix(self.dim, len(self.projection_edges), self.seed)
 
@@ -95,8 +96,8 @@ class Reference:
     def projection_bins(self, vectors: np.ndarray) -> np.ndarray:
         """(n, PROJECTIONS) bin numbers 0..BINS-1."""
         values = vectors @ self.projections
-        return np.stack([np.searchsorted(edges, values[:, j])
-                         for j, edges in enumerate(self.projection_edges)], axis=1)
+        # = searchsorted(edges[j], values[:, j]) for every j at once (left side: ties go low)
+        return (values[:, :, None] > self.projection_edges[None]).sum(axis=2)
 
     def top1_bins(self, scores: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.top1_edges, np.asarray(scores, dtype=np.float32))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,42 +34,49 @@ class DriftConfig:
 
 
 class DriftWindow:
-    """Bin counts of the last ``window`` queries against one reference."""
+    """Bin counts of the last ``window`` queries against one reference, kept in ring
+    buffers so a batch of queries enters (and the oldest leave) in a few numpy calls."""
 
     def __init__(self, reference: drift.Reference, window: int):
         self.reference = reference
         self.window = window
+        projections = len(reference.projection_edges)
         self.regions = np.zeros(max(len(reference.centroids), 1), dtype=np.int64)
-        self.projections = np.zeros((len(reference.projection_edges), drift.BINS), dtype=np.int64)
+        self.projections = np.zeros((projections, drift.BINS), dtype=np.int64)
         self.top1 = np.zeros(drift.BINS, dtype=np.int64)
         self.vector_sum = np.zeros(reference.dim, dtype=np.float64)
-        self._entries: deque[tuple[int, np.ndarray, int, np.ndarray, float]] = deque()
+        self._region = np.zeros(window, dtype=np.int64)
+        self._bins = np.zeros((window, projections), dtype=np.int64)
+        self._top1_bin = np.zeros(window, dtype=np.int64)
+        self._vectors = np.zeros((window, reference.dim), dtype=np.float32)
+        self._scores = np.zeros(window, dtype=np.float32)
+        self._next = 0  # ring position of the next query
+        self.size = 0
         self._lock = threading.Lock()
 
     def add(self, vectors: np.ndarray, top1: np.ndarray) -> None:
-        ref = self.reference
-        regions, bins, top1_bins = (ref.regions_of(vectors), ref.projection_bins(vectors),
-                                    ref.top1_bins(top1))
-        columns = np.arange(bins.shape[1])
+        vectors, top1 = vectors[-self.window:], top1[-self.window:]
+        ref, n = self.reference, len(vectors)
+        rows = (self._next + np.arange(n)) % self.window
+        new = (ref.regions_of(vectors), ref.projection_bins(vectors), ref.top1_bins(top1))
         with self._lock:
-            for i in range(len(vectors)):
-                entry = (int(regions[i]), bins[i], int(top1_bins[i]), vectors[i], float(top1[i]))
-                self._entries.append(entry)
-                self._count(entry, columns, 1)
-                if len(self._entries) > self.window:
-                    self._count(self._entries.popleft(), columns, -1)
+            leaving = rows[self.window - self.size:]  # slots already holding a query
+            if len(leaving):
+                self._count(leaving, -1)
+            self._region[rows], self._bins[rows], self._top1_bin[rows] = new
+            self._vectors[rows], self._scores[rows] = vectors, top1
+            self._count(rows, 1)
+            self._next = int((self._next + n) % self.window)
+            self.size = min(self.window, self.size + n)
 
-    def _count(self, entry: tuple[int, np.ndarray, int, np.ndarray, float],
-               columns: np.ndarray, sign: int) -> None:
-        region, bins, top1_bin, vector, _ = entry
-        self.regions[region] += sign
-        self.projections[columns, bins] += sign
-        self.top1[top1_bin] += sign
-        self.vector_sum += sign * vector
-
-    @property
-    def size(self) -> int:
-        return len(self._entries)
+    def _count(self, rows: np.ndarray, sign: int) -> None:
+        self.regions += sign * np.bincount(self._region[rows], minlength=len(self.regions))
+        projections = self._bins.shape[1]
+        flat = (self._bins[rows] + np.arange(projections) * drift.BINS).ravel()
+        self.projections += sign * np.bincount(flat, minlength=projections * drift.BINS
+                                               ).reshape(projections, drift.BINS)
+        self.top1 += sign * np.bincount(self._top1_bin[rows], minlength=drift.BINS)
+        self.vector_sum += sign * self._vectors[rows].sum(axis=0, dtype=np.float64)
 
     def report(self) -> drift.DriftReport:
         ref = self.reference
@@ -82,10 +88,9 @@ class DriftWindow:
                 psi["regions"] = psi_of(ref.region_shares, self.regions)
             if len(ref.top1_edges):
                 psi["top1_score"] = psi_of(ref.top1_shares, self.top1)
-            scores = [e[4] for e in self._entries]
-            return drift.DriftReport(len(self._entries), psi,
-                                     drift.cosine(self.vector_sum, ref.mean),
-                                     float(np.median(scores)) if scores else float("nan"),
+            scores = self._scores[:self.size] if self.size < self.window else self._scores
+            return drift.DriftReport(self.size, psi, drift.cosine(self.vector_sum, ref.mean),
+                                     float(np.median(scores)) if self.size else float("nan"),
                                      ref.top1_median)
 
 
@@ -101,16 +106,27 @@ class DriftTracker:
         self.version: int | None = None
         self.current: DriftWindow | None = None
         self._warned: set[str] = set()
-        self.worker: Worker[tuple[Searcher, np.ndarray, np.ndarray]] = Worker(
-            "drift", self._handle, size=1024)
+        self._since_check = 0
+        self.worker: Worker[tuple[Searcher, list[np.ndarray], list[float]]] = Worker(
+            "drift", self._handle_all, size=1024)
 
     def __call__(self, searcher: Searcher, queries: Sequence[Query], vectors: Sequence[Any],
                  results: Sequence[Any]) -> None:
         wanted = answered(queries, vectors, results)
         if wanted:
-            top1 = np.array([results[i].hits[0][2] if results[i].hits else -1.0
-                             for i in wanted], dtype=np.float32)
-            self.worker.offer((searcher, np.concatenate([vectors[i] for i in wanted]), top1))
+            top1 = [results[i].hits[0][2] if results[i].hits else -1.0 for i in wanted]
+            self.worker.offer((searcher, [vectors[i] for i in wanted], top1))
+
+    def _handle_all(self, items: list[tuple[Searcher, list[np.ndarray], list[float]]]
+                    ) -> None:
+        """What queued up meanwhile, binned together per version (one numpy pass)."""
+        start = 0
+        for end in range(1, len(items) + 1):
+            if end == len(items) or items[end][0] is not items[start][0]:
+                batch = items[start:end]
+                self._handle((batch[0][0], np.concatenate([v for b in batch for v in b[1]]),
+                              np.array([t for b in batch for t in b[2]], dtype=np.float32)))
+                start = end
 
     def _handle(self, item: tuple[Searcher, np.ndarray, np.ndarray]) -> None:
         searcher, vectors, top1 = item
@@ -126,8 +142,9 @@ class DriftTracker:
                          "existed; rebuild to get one)", version)
         if self.current is not None:
             self.current.add(vectors, top1)
-            if self.current.size >= self.config.min_queries and \
-                    self.current.size % 50 < len(vectors):
+            self._since_check += len(vectors)
+            if self.current.size >= self.config.min_queries and self._since_check >= 50:
+                self._since_check = 0
                 self._check(self.current.report())
 
     def _check(self, report: drift.DriftReport) -> None:

@@ -19,6 +19,8 @@ import numpy as np
 
 from index.ann.search import Searcher
 from server.query import Query
+from server.rerank_path import needs_rerank
+from server.service import Result
 
 log = logging.getLogger("visearch.server")
 
@@ -29,15 +31,14 @@ Observer = Callable[[Searcher, Sequence[Query], Sequence[Any], Sequence[Any]], N
 
 def plain(query: Query) -> bool:
     """An image, text or vector query without re-ranking: its hits are the index's top k."""
-    from server.rerank_path import needs_rerank
-
     return query.like_id is None and query.like_key is None and not needs_rerank(query)
 
 
 class Worker(Generic[Item]):
-    """A bounded queue and the daemon thread that empties it into ``handle``."""
+    """A bounded queue and the daemon thread that empties it into ``handle``, a list of
+    whatever queued up at a time (at most ``size``), so the work is batched."""
 
-    def __init__(self, name: str, handle: Callable[[Item], None], size: int = 256):
+    def __init__(self, name: str, handle: Callable[[list[Item]], None], size: int = 256):
         self.dropped = 0
         self._queue: queue.Queue[Item | None] = queue.Queue(size)
         self._handle = handle
@@ -56,15 +57,22 @@ class Worker(Generic[Item]):
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            items = [self._queue.get()]
+            while True:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = None in items
             try:
-                if item is None:
-                    return
-                self._handle(item)
+                self._handle([item for item in items if item is not None])
             except Exception:  # noqa: BLE001 - an observer must never take the server down
-                log.exception("%s failed on an answered query", self._thread.name)
+                log.exception("%s failed on answered queries", self._thread.name)
             finally:
-                self._queue.task_done()
+                for _ in items:
+                    self._queue.task_done()
+            if stop:
+                return
 
     def close(self, timeout: float = 5.0) -> None:
         try:
@@ -77,8 +85,6 @@ class Worker(Generic[Item]):
 def answered(queries: Sequence[Query], vectors: Sequence[Any], results: Sequence[Any]
              ) -> list[int]:
     """Positions of plain queries that were answered (not errors)."""
-    from server.service import Result
-
     return [i for i, q in enumerate(queries)
             if isinstance(results[i], Result) and isinstance(vectors[i], np.ndarray)
             and plain(q)]

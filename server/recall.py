@@ -80,7 +80,7 @@ class LiveRecall:
         self.recall: dict[str, deque[float]] = {}
         self.samples: dict[str, int] = {}
         self.skipped_by_rate = 0
-        self.worker: Worker[Sample] = Worker("live-recall", self._handle, size=64)
+        self.worker: Worker[Sample] = Worker("live-recall", self._handle_all, size=64)
 
     def __call__(self, searcher: Searcher, queries: Sequence[Query], vectors: Sequence[Any],
                  results: Sequence[Any]) -> None:
@@ -111,6 +111,10 @@ class LiveRecall:
         if self._held[0] is not searcher:
             self._held = (searcher, searcher.held_ids())
         return self._held[1]
+
+    def _handle_all(self, samples: list[Sample]) -> None:
+        for sample in samples:
+            self._handle(sample)
 
     def _handle(self, sample: Sample) -> None:
         held = self.held_ids(sample.searcher)

@@ -102,3 +102,22 @@ def test_drift_command_reports_psi_and_exits_3_on_a_shift(ivf_template, tmp_path
     np.save(wrong, np.ones((3, 5), dtype=np.float32))
     bad = run_visearch("drift", str(ivf_template.path), "--vectors", str(wrong))
     assert bad.returncode == 2 and "expected (n, 64)" in bad.stderr
+
+
+def test_server_window_counts_only_the_last_queries():
+    """The server's ring buffer (server/drift.py) against a plain recount of the last rows."""
+    from server.drift import DriftWindow
+
+    corpus = clustered(6000, 32, seed=0)
+    ref = drift.profile(corpus[:5000], nearest_scores(corpus[:5000], corpus[5000:5500]))
+    window = DriftWindow(ref, 100)
+    stream = np.concatenate([clustered(90, 32, seed=3), corpus[5500:5740]])
+    scores = nearest_scores(corpus[:5000], stream)
+    for start, size in zip((0, 30, 60, 150, 151, 300), (30, 30, 90, 1, 149, 30), strict=True):
+        window.add(stream[start:start + size], scores[start:start + size])
+    assert window.size == 100
+    live = window.report()
+    expected = drift.compare(ref, stream[-100:], scores[-100:])
+    assert live.psi == pytest.approx(expected.psi)
+    assert live.mean_cosine == pytest.approx(expected.mean_cosine, abs=1e-5)
+    assert live.top1_median == pytest.approx(expected.top1_median)

@@ -33,7 +33,8 @@ def watched(ivf_template):
 
 def settle(server: SearchServer) -> None:
     for observer in server.monitoring.observers:
-        observer.worker.join()
+        if hasattr(observer, "worker"):  # the stage observer works in the request thread
+            observer.worker.join()
 
 
 def ask(server: SearchServer, queries: np.ndarray, **params: int) -> np.ndarray:
