@@ -8,7 +8,8 @@ Configurations (all on 127.0.0.1, the same flags otherwise):
   bare     request ids off (the interceptor replaced by a pass-through; the command has no
            flag for it, so the server runs from a small wrapper), no metrics
   ids      request ids (always on in `visearch serve`), no metrics
-  metrics  request ids, --metrics-port (interceptor, stage histograms, drift window)
+  metrics-nodrift  request ids, --metrics-port --drift-window 0 (interceptor, stage histograms)
+  metrics  request ids, --metrics-port (as above, plus the default drift window)
   recall   as metrics, plus --recall-sample 0.01
 Budget (issue 13): metrics and sampling cost at most 5 % of QPS and 0.1 ms of p50.
 """
@@ -43,6 +44,7 @@ from tests.synthetic import clustered, keys  # noqa: E402
 CONFIGS = {
     "bare": [],
     "ids": [],
+    "metrics-nodrift": ["--metrics-port", "0", "--drift-window", "0"],
     "metrics": ["--metrics-port", "0"],
     "recall": ["--metrics-port", "0", "--recall-sample", "0.01"],
 }

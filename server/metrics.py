@@ -88,10 +88,18 @@ class ServerMetrics:
                                     "queries per model forward pass (micro-batch)",
                                     buckets=BATCH_BUCKETS, registry=r)
         ProcessCollector(registry=r)
+        # Labelled children looked up once: ``labels()`` costs a lock and a dict per call,
+        # most of what a call's metrics cost (7 us of 9 when measured).
+        self._calls: dict[tuple[str, grpc.StatusCode], tuple[Any, Any]] = {}
+        self._stages = [self.stage.labels(name) for name in STAGES]
 
     def observe_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.requests.labels(method, code.name).inc()
-        self.latency.labels(method, code.name).observe(seconds)
+        children = self._calls.get((method, code))
+        if children is None:
+            children = self._calls[(method, code)] = (self.requests.labels(method, code.name),
+                                                      self.latency.labels(method, code.name))
+        children[0].inc()
+        children[1].observe(seconds)
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             self.rejected.labels("busy").inc()
 
@@ -105,10 +113,10 @@ class ServerMetrics:
                     self._observe_timings(result.response.timings)
 
     def _observe_timings(self, t: search_pb2.Timings) -> None:
-        for stage, ms in zip(STAGES, (t.decode_ms, t.embed_ms, t.search_ms, t.total_ms),
+        for child, ms in zip(self._stages, (t.decode_ms, t.embed_ms, t.search_ms, t.total_ms),
                              strict=True):
             if ms > 0:  # a stage the query skipped (vector queries: decode, embed) is absent
-                self.stage.labels(stage).observe(ms / 1000)
+                child.observe(ms / 1000)
 
 
 def short_method(full: str) -> str:
