@@ -43,6 +43,13 @@ PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite
 STATISTICS = ("regions", "projections", "top1_score")
 
 
+def products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` on the calling thread only. numpy's ``@`` hands larger products to
+    OpenBLAS's threads, which spin on every core after each call: in a server's
+    background thread that cost 18 % of QPS (docs/measurements.md, section 3)."""
+    return np.einsum("nd,kd->nk", a, b)
+
+
 def psi(expected: np.ndarray, counts: np.ndarray) -> float:
     """Population stability index of observed ``counts`` against ``expected`` shares."""
     e = np.maximum(np.asarray(expected, dtype=np.float64), PSI_FLOOR)
@@ -90,12 +97,12 @@ class Reference:
         return projection_matrix(self.dim, len(self.projection_edges), self.seed)
 
     def regions_of(self, vectors: np.ndarray) -> np.ndarray:
-        return np.argmax(vectors @ self.centroids.T, axis=1) if len(self.centroids) else \
+        return np.argmax(products(vectors, self.centroids), axis=1) if len(self.centroids) else \
             np.zeros(len(vectors), dtype=np.int64)
 
     def projection_bins(self, vectors: np.ndarray) -> np.ndarray:
         """(n, PROJECTIONS) bin numbers 0..BINS-1."""
-        values = vectors @ self.projections
+        values = products(vectors, self.projections.T)
         # = searchsorted(edges[j], values[:, j]) for every j at once (left side: ties go low)
         return (values[:, :, None] > self.projection_edges[None]).sum(axis=2)
 

@@ -24,6 +24,7 @@ from server.observers import Worker, answered
 from server.query import Query
 
 log = logging.getLogger("visearch.server")
+LINGER_SECONDS = 0.5  # answered queries are binned in batches, twice a second at most
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class DriftTracker:
         self._warned: set[str] = set()
         self._since_check = 0
         self.worker: Worker[tuple[Searcher, list[np.ndarray], list[float]]] = Worker(
-            "drift", self._handle_all, size=1024)
+            "drift", self._handle_all, size=16384, linger=LINGER_SECONDS)
 
     def __call__(self, searcher: Searcher, queries: Sequence[Query], vectors: Sequence[Any],
                  results: Sequence[Any]) -> None:

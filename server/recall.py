@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from index.ann.search import Searcher
+from index.drift import products
 from server.observers import Worker, answered
 from server.query import Query
 
@@ -39,6 +40,7 @@ class RecallConfig:
     fraction: float = 0.01  # of plain answered queries
     max_per_second: float = 5.0  # sampled queries per second, at most
     window: int = 200  # samples per k in the rolling mean
+    cache_bytes: int = 256 << 20  # stored vectors kept in RAM as float32 up to this size
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,13 @@ class Sample:
     ks: list[int]
 
 
-def exact_top_k(searcher: Searcher, held: np.ndarray, queries: np.ndarray, k: int,
-                block: int = 65536) -> np.ndarray:
-    """(n, k) ids of the exact inner-product top k among ``held`` ids, block by block."""
+def exact_top_k(blocks: Iterable[tuple[np.ndarray, np.ndarray]], queries: np.ndarray,
+                k: int) -> np.ndarray:
+    """(n, k) ids of the exact inner-product top k over (ids, unit vectors) blocks."""
     best_scores = np.full((len(queries), 0), -np.inf, dtype=np.float32)
     best_ids = np.zeros((len(queries), 0), dtype=np.int64)
-    for ids, vectors in searcher.store.iter_batches(held, block):
-        scores = np.concatenate([best_scores, queries @ vectors.T], axis=1)
+    for ids, vectors in blocks:
+        scores = np.concatenate([best_scores, products(queries, vectors)], axis=1)
         cand = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
         keep = min(k, scores.shape[1])
         top = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
@@ -65,6 +67,24 @@ def exact_top_k(searcher: Searcher, held: np.ndarray, queries: np.ndarray, k: in
         best_ids = np.take_along_axis(cand, top, axis=1)
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_ids, order, axis=1)
+
+
+class ExactSide:
+    """The stored vectors of one version for exact search: held in RAM as float32 when they
+    fit ``cache_bytes`` (a scan is then one matrix product), else read block by block."""
+
+    def __init__(self, searcher: Searcher, cache_bytes: int):
+        self.searcher = searcher
+        self.ids = searcher.held_ids()
+        self.matrix: np.ndarray | None = None
+        if len(self.ids) * searcher.dim * 4 <= cache_bytes:
+            self.matrix = np.concatenate([v for _, v in searcher.store.iter_batches(self.ids)]) \
+                if len(self.ids) else np.zeros((0, searcher.dim), dtype=np.float32)
+
+    def top_k(self, queries: np.ndarray, k: int) -> np.ndarray:
+        if self.matrix is not None:
+            return exact_top_k([(self.ids, self.matrix)], queries, k)
+        return exact_top_k(self.searcher.store.iter_batches(self.ids, 65536), queries, k)
 
 
 class LiveRecall:
@@ -76,7 +96,7 @@ class LiveRecall:
         self._tokens = 1.0
         self._refill = time.monotonic()
         self._lock = threading.Lock()
-        self._held: tuple[Searcher | None, np.ndarray] = (None, np.empty(0, dtype=np.int64))
+        self._exact: ExactSide | None = None
         self.recall: dict[str, deque[float]] = {}
         self.samples: dict[str, int] = {}
         self.skipped_by_rate = 0
@@ -106,24 +126,31 @@ class LiveRecall:
             self._tokens -= 1.0
             return True
 
-    def held_ids(self, searcher: Searcher) -> np.ndarray:
-        """The live ids of the sample's version, read once per version."""
-        if self._held[0] is not searcher:
-            self._held = (searcher, searcher.held_ids())
-        return self._held[1]
+    def exact_side(self, searcher: Searcher) -> ExactSide:
+        """The sample's version for exact search, prepared once per version."""
+        if self._exact is None or self._exact.searcher is not searcher:
+            self._exact = None  # the previous version's vectors go before the next load
+            self._exact = ExactSide(searcher, self.config.cache_bytes)
+        return self._exact
 
     def _handle_all(self, samples: list[Sample]) -> None:
-        for sample in samples:
-            self._handle(sample)
+        """Samples of one version that queued up meanwhile share one scan."""
+        start = 0
+        for end in range(1, len(samples) + 1):
+            if end == len(samples) or samples[end].searcher is not samples[start].searcher:
+                self._handle(samples[start:end])
+                start = end
 
-    def _handle(self, sample: Sample) -> None:
-        held = self.held_ids(sample.searcher)
-        exact = exact_top_k(sample.searcher, held, sample.vectors, max(sample.ks))
-        for served, truth, k in zip(sample.served, exact, sample.ks, strict=True):
+    def _handle(self, samples: list[Sample]) -> None:
+        exact_side = self.exact_side(samples[0].searcher)
+        ks = [k for s in samples for k in s.ks]
+        served = [ids for s in samples for ids in s.served]
+        exact = exact_side.top_k(np.concatenate([s.vectors for s in samples]), max(ks))
+        for found_ids, truth, k in zip(served, exact, ks, strict=True):
             k = min(k, len(truth))
             if k == 0:
                 continue
-            found = len(np.intersect1d(served[:k], truth[:k]))
+            found = len(np.intersect1d(found_ids[:k], truth[:k]))
             label = k_label(k)
             with self._lock:
                 self.recall.setdefault(label, deque(maxlen=self.config.window)).append(found / k)
