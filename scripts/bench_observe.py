@@ -123,13 +123,19 @@ def main() -> None:
     base_qps = statistics.median(r[1] for r in runs["bare"])
     print(f"{args.n:,} x {args.dim} synthetic vectors, {spec}, k=10, {args.queries} queries; "
           f"median of {args.rounds} alternating rounds; QPS from {args.threads} client threads")
-    print("| configuration | p50 ms | p50 - bare (ms) | QPS | QPS / bare |")
-    print("|---|---:|---:|---:|---:|")
+    # Paired: each round's configuration against that round's bare run, then the median,
+    # so a slow spell of the shared machine cancels out.
+    print("| configuration | p50 ms | p50 - bare (ms) | QPS | QPS / bare | paired p50 - bare "
+          "(ms) | paired QPS / bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name in CONFIGS:
         p50 = statistics.median(r[0] for r in runs[name])
         qps = statistics.median(r[1] for r in runs[name])
+        pairs = list(zip(runs[name], runs["bare"], strict=True))
+        paired_p50 = statistics.median(a[0] - b[0] for a, b in pairs)
+        paired_qps = statistics.median(a[1] / b[1] for a, b in pairs)
         print(f"| {name} | {p50:.3f} | {p50 - base_p50:+.3f} | {qps:,.0f} | "
-              f"{qps / base_qps:.3f} |")
+              f"{qps / base_qps:.3f} | {paired_p50:+.3f} | {paired_qps:.3f} |")
     print("per round (p50 ms, QPS):", {k: [(round(a, 3), round(b)) for a, b in v]
                                        for k, v in runs.items()})
 
