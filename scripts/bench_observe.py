@@ -58,8 +58,15 @@ NO_IDS = ("import sys, server.app as app\n"
           "sys.exit(main(sys.argv[1:]))\n")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc): a cost a busy neighbour on the
+    machine barely changes, unlike wall-clock QPS."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def serving(name: str, index: Path, work: Path) -> Iterator[str]:
+def serving(name: str, index: Path, work: Path) -> Iterator[tuple[str, int]]:
     port_file = work / f"port-{name}"
     command = [sys.executable, "-c", NO_IDS] if name == "bare" else \
         [sys.executable, "-m", "cli.main"]
@@ -73,14 +80,17 @@ def serving(name: str, index: Path, work: Path) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server {name} did not start")
             time.sleep(0.1)
-        yield f"127.0.0.1:{int(port_file.read_text())}"
+        yield f"127.0.0.1:{int(port_file.read_text())}", proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
 
 
-def measure(target: str, queries: np.ndarray, threads: int) -> tuple[float, float]:
-    """(p50 ms of one query at a time, QPS from ``threads`` closed-loop clients)."""
+def measure(server: tuple[str, int], queries: np.ndarray, threads: int
+            ) -> tuple[float, float, float]:
+    """(p50 ms of one query at a time, QPS from ``threads`` closed-loop clients, server CPU
+    microseconds per query in that concurrent phase)."""
+    target, pid = server
     requests = [vector_request(q, k=10) for q in queries]
     with SearchClient(target, timeout=60) as client:
         for request in requests[:20]:
@@ -90,11 +100,12 @@ def measure(target: str, queries: np.ndarray, threads: int) -> tuple[float, floa
             start = time.perf_counter()
             client.search(request)
             latencies.append((time.perf_counter() - start) * 1000)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_seconds(pid)
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(client.search, requests))
         qps = len(requests) / (time.perf_counter() - start)
-    return float(np.median(latencies)), qps
+        cpu_us = (cpu_seconds(pid) - cpu) / len(requests) * 1e6
+    return float(np.median(latencies)), qps, cpu_us
 
 
 def main() -> None:
@@ -113,7 +124,7 @@ def main() -> None:
         queries = clustered(args.n + args.queries, args.dim)[args.n:]
         targets = {name: stack.enter_context(serving(name, directory.path, work))
                    for name in CONFIGS}
-        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
+        runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in CONFIGS}
         for round_no in range(args.rounds):
             order = list(CONFIGS) if round_no % 2 == 0 else list(reversed(CONFIGS))
             for name in order:
@@ -126,18 +137,21 @@ def main() -> None:
     # Paired: each round's configuration against that round's bare run, then the median,
     # so a slow spell of the shared machine cancels out.
     print("| configuration | p50 ms | p50 - bare (ms) | QPS | QPS / bare | paired p50 - bare "
-          "(ms) | paired QPS / bare |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "(ms) | paired QPS / bare | server CPU us/query | CPU / bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    base_cpu = statistics.median(r[2] for r in runs["bare"])
     for name in CONFIGS:
         p50 = statistics.median(r[0] for r in runs[name])
         qps = statistics.median(r[1] for r in runs[name])
         pairs = list(zip(runs[name], runs["bare"], strict=True))
         paired_p50 = statistics.median(a[0] - b[0] for a, b in pairs)
         paired_qps = statistics.median(a[1] / b[1] for a, b in pairs)
+        cpu = statistics.median(r[2] for r in runs[name])
         print(f"| {name} | {p50:.3f} | {p50 - base_p50:+.3f} | {qps:,.0f} | "
-              f"{qps / base_qps:.3f} | {paired_p50:+.3f} | {paired_qps:.3f} |")
-    print("per round (p50 ms, QPS):", {k: [(round(a, 3), round(b)) for a, b in v]
-                                       for k, v in runs.items()})
+              f"{qps / base_qps:.3f} | {paired_p50:+.3f} | {paired_qps:.3f} | {cpu:.0f} | "
+              f"{cpu / base_cpu:.3f} |")
+    print("per round (p50 ms, QPS, CPU us/query):",
+          {k: [(round(a, 3), round(b), round(c)) for a, b, c in v] for k, v in runs.items()})
 
 
 if __name__ == "__main__":
