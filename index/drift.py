@@ -181,12 +181,14 @@ def measure(index: faiss.Index, store: VectorStore, live: np.ndarray,
                           params=ann.search_parameters(index, nprobe))
     # The nearest item other than the probe itself (an exact copy of it counts), found as a
     # served hit is: PQ candidates re-ranked exactly (PQ distances are only estimates).
-    others = np.where((ids >= 0) & (ids != probe_ids[:, None]), ids, -1)
-    found = others.max(axis=1) >= 0
-    others, probes = others[found], probes[found]
-    exact = np.einsum("nkd,nd->nk", store.get(np.maximum(others, 0)).reshape(
-        *others.shape, store.dim), probes)
-    top1 = np.where(others >= 0, exact, -np.inf).max(axis=1).astype(np.float32)
+    valid = (ids >= 0) & (ids != probe_ids[:, None])
+    found = valid.any(axis=1)
+    valid, probes = valid[found], probes[found]
+    # Padding (-1) and the probe itself are read as the probe (a live id), then masked out.
+    others = np.where(valid, ids[found], probe_ids[found][:, None])
+    exact = np.einsum("nkd,nd->nk", store.get(others).reshape(*others.shape, store.dim),
+                      probes)
+    top1 = np.where(valid, exact, -np.inf).max(axis=1).astype(np.float32)
     return profile(vectors, top1).to_json()
 
 
