@@ -19,8 +19,10 @@ from cli.build import add_build_parser, add_sync_parser
 from cli.check import add_check_parsers
 from cli.compact import add_compact_parser
 from cli.delete import add_delete_parser
+from cli.drift import add_drift_parser
 from cli.eval import add_eval_parser
 from cli.export import add_export_parser
+from cli.feedback import add_feedback_parser
 from cli.finetune import add_finetune_parser
 from cli.import_ import add_import_parser
 from cli.query import add_query_parser
@@ -45,9 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_upsert_parser(subparsers)
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
+    add_feedback_parser(subparsers)
     add_health_parser(subparsers)
     add_web_parser(subparsers)
     add_eval_parser(subparsers)
+    add_drift_parser(subparsers)
     add_finetune_parser(subparsers)
     add_check_parsers(subparsers)
     add_compact_parser(subparsers)

@@ -51,6 +51,9 @@ def add_query_parser(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument("--fields", default="", help="metadata fields per hit, comma separated")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--feedback-click", type=int, metavar="ID",
+                        help="then record an impression and a click on hit ID (its rank "
+                             "from this answer); the server needs --feedback-log")
     add_client_security_arguments(parser)
     parser.set_defaults(handler=query_command)
 
@@ -90,9 +93,17 @@ def query_command(args: argparse.Namespace) -> int:
             print(f"visearch query: {exc.code().name}: {exc.details()}"
                   + RETRY_HINTS.get(exc.code().name, ""), file=sys.stderr)
             return 1
+        sent = 0
+        if args.feedback_click is not None:
+            from cli.feedback import click_rank, send
+
+            rank = click_rank([h.id for h in result.hits], args.feedback_click) + args.offset
+            # With --json, stdout stays one JSON document.
+            sent = send(client, result.query_id, impression=True,
+                        click=(args.feedback_click, rank), out=sys.stderr if args.json else None)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
-        return 0
+        return sent
     print(f"{'rank':>4}  {'score':>7}  path")
     for rank, hit in enumerate(result.hits, args.offset + 1):
         extra = f"  (+{len(hit.collapsed_ids)} near-duplicates)" if hit.collapsed_ids else ""
@@ -104,8 +115,8 @@ def query_command(args: argparse.Namespace) -> int:
     t = result.timings
     print(f"{len(result.hits)} hits from index version {result.index_version} in "
           f"{t['total_ms']:.1f} ms (decode {t['decode_ms']:.1f}, embed {t['embed_ms']:.1f}, "
-          f"search {t['search_ms']:.1f})")
-    return 0
+          f"search {t['search_ms']:.1f}); query id {result.query_id}")
+    return sent
 
 
 def _rerank_options(args: argparse.Namespace) -> dict[str, object]:

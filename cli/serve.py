@@ -144,6 +144,22 @@ def add_observe_arguments(parser: argparse.ArgumentParser) -> None:
                             "unless given")
     group.add_argument("--log-query-text", action="store_true",
                        help="--feedback-log: also store text queries' text (never images)")
+    group.add_argument("--drift-window", type=non_negative_int,
+                       default=SERVER_DEFAULTS.drift_window,
+                       help="with --metrics-port: PSI of the last N query embeddings against "
+                            "the build's corpus profile; 0: off (default: %(default)s)")
+    group.add_argument("--drift-threshold", type=float,
+                       default=SERVER_DEFAULTS.drift_threshold,
+                       help="log a warning when a drift PSI exceeds this (default: "
+                            "%(default)s)")
+    group.add_argument("--recall-sample", type=fraction, default=0.0, metavar="FRACTION",
+                       help="with --metrics-port: search this share of plain queries again "
+                            "exactly in a background thread and export live recall@k "
+                            "(e.g. 0.01; default: off)")
+    group.add_argument("--recall-max-per-second", type=float,
+                       default=SERVER_DEFAULTS.recall_per_second,
+                       help="--recall-sample: at most this many sampled queries per second "
+                            "(default: %(default)s)")
     group.add_argument("--log-format", choices=LOG_FORMATS, default="text",
                        help="json: one object per line with request id, method, code and "
                             "duration (default: %(default)s)")
@@ -184,6 +200,9 @@ def serve_command(args: argparse.Namespace) -> int:
     args.index = shards[0]
     for path in shards:
         IndexDirectory(path).manifest()  # a wrong path fails before torch loads
+    if args.recall_sample > 0 and args.metrics_port is None:
+        raise ObserveUsageError("--recall-sample exports its recall in /metrics: give "
+                                "--metrics-port too")
     security = security_config(args)
     preflight(args.host, security)  # so do refused exposure and unreadable certificates
     http = None
@@ -212,6 +231,8 @@ def serve_command(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, feedback=feedback_config(args),
         shard_dirs=tuple(shards) if len(shards) > 1 else (), gpus=args.gpus,
         mmap=args.mmap,
+        drift_window=args.drift_window, drift_threshold=args.drift_threshold,
+        recall_sample=args.recall_sample, recall_per_second=args.recall_max_per_second,
     ), http)
 
 
@@ -241,6 +262,17 @@ def gpus_setting(text: str) -> GpuServing:
         return parse_gpus(text)
     except GpuSettingError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+class ObserveUsageError(VisearchError, ValueError):
+    """A monitoring flag that does nothing without another one."""
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
 
 
 def feedback_config(args: argparse.Namespace) -> FeedbackConfig | None:

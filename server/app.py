@@ -239,6 +239,7 @@ class SearchServer:
             self.live.stop()
         if self.servicer.service is not None:
             self.servicer.service.close()
+        self.monitoring.close()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()
         if self.servicer.feedback is not None:

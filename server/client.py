@@ -52,7 +52,7 @@ class SearchResult:
         return {"hits": hits, "timings": self.timings,
                 "index_version": self.index_version, "next_page_token": self.next_page_token,
                 "version_changed": self.version_changed, "strategy": self.strategy,
-                "matched": self.matched}
+                "matched": self.matched, "query_id": self.query_id}
 
 
 @dataclass(frozen=True)

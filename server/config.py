@@ -107,3 +107,9 @@ class ServerConfig:
     shard_dirs: tuple[Path, ...] = ()
     gpus: GpuServing = GpuServing()  # plain searches on GPU copies (index.ann.gpu_serve)
     mmap: bool = False  # read index files memory-mapped (a read-only server only)
+    # With metrics: query drift over this many queries (server.drift; 0: off), and live
+    # recall of this fraction of queries, at most recall_per_second of them (server.recall).
+    drift_window: int = 1000
+    drift_threshold: float = 0.2
+    recall_sample: float = 0.0
+    recall_per_second: float = 5.0

@@ -73,10 +73,13 @@ def search_one(searcher: Searcher, query: Query, vector: np.ndarray, liked: int 
     spec, changed = spec_for(searcher, query, liked)
     ranked = _stage(searcher).rank(searcher, vector, query.params, spec)
     ids = [h.id for h in ranked.hits]
+    looked_up = time.perf_counter()
     paths = searcher.shown_paths(ids, absolute_paths)
     version = searcher.manifest.version
+    end = time.perf_counter()
     result = Result([(h.id, paths.get(h.id, ""), h.score) for h in ranked.hits], version,
-                    Timings(search_ms=(time.perf_counter() - start) * 1000))
+                    Timings(search_ms=(end - start) * 1000, rerank_ms=(looked_up - start) * 1000,
+                            lookup_ms=(end - looked_up) * 1000))
     result.extras = [HitExtra(h.collapsed_ids, h.fields) for h in ranked.hits]
     result.page = PageInfo(
         pages.make_token(version, spec.offset + query.params.k) if ranked.more else "",

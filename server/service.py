@@ -55,6 +55,9 @@ class Timings:
     embed_ms: float = 0.0
     search_ms: float = 0.0
     total_ms: float = 0.0
+    # Parts of search_ms, for /metrics only (server/stages.py): re-ranking, catalog look-up.
+    rerank_ms: float = 0.0
+    lookup_ms: float = 0.0
 
 
 @dataclass
@@ -78,6 +81,8 @@ class SearchService:
         self.decode_budget = PixelBudget(config.max_decode_pixels)
         self.writer: Any = None  # server.writer.OnlineWriter on a --writable server
         self.hit_paths = HitPaths()  # shown paths per version: no catalog query for known ids
+        # Called with every answered call, off the request path (server/observers.py).
+        self.observers: list[Any] = []
 
     def search(self, query: Query, timeout: float | None = None,
                cancelled: Cancellation | None = None) -> Result:
@@ -120,7 +125,11 @@ class SearchService:
         for outcome, t in zip(results, timings, strict=True):
             t.total_ms = total
             if isinstance(outcome, Result):
-                outcome.timings = replace(t, search_ms=outcome.timings.search_ms)
+                own = outcome.timings
+                outcome.timings = replace(t, search_ms=own.search_ms, rerank_ms=own.rerank_ms,
+                                          lookup_ms=own.lookup_ms)
+        for observe in self.observers:
+            observe(searcher, queries, vectors, results)
         return results
 
     def _reranked(self, searcher: Searcher, query: Query, vector: np.ndarray
@@ -191,10 +200,12 @@ def _search_group(searcher: Searcher, params: SearchParams, vectors: np.ndarray,
     start = time.perf_counter()
     try:
         hits = searcher.search_unit(vectors, params)
+        looked_up = time.perf_counter()
         paths = hit_paths.shown(searcher, hits.ids, absolute_paths)
     except Exception as exc:  # noqa: BLE001 - per-query errors travel in the result
         return [exc] * len(vectors)
-    timing = Timings(search_ms=(time.perf_counter() - start) * 1000)
+    end = time.perf_counter()
+    timing = Timings(search_ms=(end - start) * 1000, lookup_ms=(end - looked_up) * 1000)
     version = searcher.manifest.version
     return [Result([(vid, paths.get(vid, ""), score) for vid, score in hits.row(row)],
                    version, timing) for row in range(len(vectors))]

@@ -15,6 +15,7 @@ import numpy as np
 
 from common.errors import VisearchError
 from embedder import ModelIdentity
+from index import drift
 from index.ann import faiss_index as ann
 from index.ann.params import FLAT_BELOW, IndexOverrides, choose_settings
 from index.ann.search import Searcher
@@ -167,6 +168,8 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
                "faiss_device": device, "faiss_version": faiss.__version__,
                "index_seconds": round(time.perf_counter() - start, 3),
                **({"ondisk": True} if ondisk else {})},
+        # An on-disk build's index holds no lists until written: its profile needs them.
+        drift={} if ondisk else drift.measure(index, store, live, settings.default_nprobe),
     )
     # An on-disk build's index object holds no lists until it is written: not tuned.
     if options.tune and not settings.exact and not ondisk:

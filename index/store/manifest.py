@@ -72,6 +72,8 @@ class Manifest:
     failed_count: int
     index_file: str = "index.faiss"
     build: dict[str, Any] = field(default_factory=dict)
+    # The corpus profile queries are compared with (index/drift.py); {} before it existed.
+    drift: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @property

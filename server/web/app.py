@@ -85,7 +85,8 @@ def create_app(client: SearchClient, config: WebConfig = WebConfig()) -> FastAPI
                        collapsed_ids=h.collapsed_ids, fields=h.fields) for h in result.hits]
         return {"hits": hits, "timings": result.timings,
                 "index_version": result.index_version,
-                "next_page_token": result.next_page_token, "query": echo}
+                "next_page_token": result.next_page_token, "query_id": result.query_id,
+                "query": echo}
 
     @app.get("/v1/info", responses=ERRORS, dependencies=api, summary="What is being served")
     def info() -> dict[str, Any]:

@@ -80,6 +80,7 @@ class SearchOut(BaseModel):
     timings: dict[str, float]
     index_version: int
     next_page_token: str = ""
+    query_id: str = Field("", description="names this answer in Feedback calls (gRPC)")
     query: QueryEcho
 
 

@@ -102,6 +102,9 @@ def test_multipart_without_image_field(web):
 def test_text_query(web):
     body = web.post("/v1/search", json={"text": "a red square", "k": 4}).json()
     assert len(body["hits"]) == 4 and body["query"]["kind"] == "text"
+    # The answer's query id, for Feedback calls: a fresh one per answer.
+    again = web.post("/v1/search", json={"text": "a red square", "k": 4}).json()
+    assert len(body["query_id"]) == 32 and again["query_id"] != body["query_id"]
 
 
 def test_embedding_query_and_wrong_dimension(web, client, corpus):

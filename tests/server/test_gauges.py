@@ -1,0 +1,57 @@
+"""Stage histograms for re-ranking and catalog look-ups, and the index and compute gauges,
+scraped from a real server over the untrained tiny model."""
+
+from __future__ import annotations
+
+import threading
+
+import faiss
+import pytest
+
+from index.store.directory import IndexDirectory
+from server.app import SearchServer
+from server.client import SearchClient
+from server.config import ServerConfig
+from tests.server.test_metrics import moved, scrape
+
+
+@pytest.fixture(scope="module")
+def gauged(index_dir):
+    running = SearchServer(ServerConfig(index_dir=index_dir, port=0, device="cpu",
+                                        drain_seconds=0.0, metrics_port=0))
+    running.start()
+    running.load()
+    yield running
+    running.stop(grace=1)
+
+
+def test_rerank_and_lookup_stages_count_each_answered_query(gauged, corpus):
+    before = scrape(gauged)
+    with SearchClient(f"127.0.0.1:{gauged.port}", timeout=30) as client:
+        dim = client.info()["dim"]
+        client.search_image(corpus[0], k=3)
+        client.search_vector([0.1] * dim, k=3)
+        client.search_vector([0.1] * dim, k=3, min_score=-1.0)  # re-ranked
+        client.search_vector([0.1] * dim, k=3, collapse=True)  # re-ranked
+    after = scrape(gauged)
+    assert moved(before, after, "visearch_stage_seconds_count", stage="lookup") == 4
+    assert moved(before, after, "visearch_stage_seconds_count", stage="rerank") == 2
+    assert moved(before, after, "visearch_stage_seconds_count", stage="search") == 4
+
+
+def test_index_and_compute_gauges(gauged):
+    metrics = scrape(gauged)
+    manifest = IndexDirectory(gauged.config.index_dir).manifest()
+    assert metrics[("visearch_index_nlist", ())] == (manifest.index.nlist or 0)
+    assert metrics[("visearch_index_deleted", ())] == manifest.stored_count - manifest.live_count
+    assert metrics[("visearch_model_device", (("device", "cpu"),))] == 1
+    # What a faiss call from any thread but the one that loaded the index gets: OpenMP's
+    # thread count is per thread, so configure_threads' setting stays in the loading thread.
+    seen: list[int] = []
+    thread = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+    thread.start()
+    thread.join()
+    assert metrics[("visearch_faiss_threads", ())] == seen[0]
+    assert metrics[("visearch_torch_threads", ())] >= 1
+    # Drift runs by default with metrics; the tiny corpus's profile has no k-means regions.
+    assert metrics[("visearch_drift_threshold", ())] == 0.2
