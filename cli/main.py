@@ -23,6 +23,7 @@ from cli.eval import add_eval_parser
 from cli.export import add_export_parser
 from cli.finetune import add_finetune_parser
 from cli.import_ import add_import_parser
+from cli.info import add_info_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
 from cli.upsert import add_upsert_parser
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(subparsers)
     add_query_parser(subparsers)
     add_health_parser(subparsers)
+    add_info_parser(subparsers)
     add_web_parser(subparsers)
     add_eval_parser(subparsers)
     add_finetune_parser(subparsers)
