@@ -28,11 +28,12 @@ from common.machine import describe_machine  # noqa: E402
 FULL = {"sizes": [10_000, 100_000, 1_000_000], "dim": 512, "queries": 1000, "single": 200,
         "repeats": 5, "grpc_queries": 300, "image_counts": [250, 1000, 4000],
         "models": [("tiny", None, 512), ("ViT-B-32", None, 96)], "nprobes": [1, 4, 16, 64, 256],
-        "recall_sizes": [100_000, 1_000_000], "recall_single": 100, "recall_repeats": 3}
+        "recall_sizes": [100_000, 1_000_000], "recall_single": 100, "recall_repeats": 3,
+        "recall_batch": 250}
 QUICK = {"sizes": [3_000, 12_000], "dim": 64, "queries": 200, "single": 30, "repeats": 2,
          "grpc_queries": 25, "image_counts": [16, 32], "models": [("tiny", None, 24)],
          "nprobes": [1, 16], "recall_sizes": [12_000], "recall_single": 10,
-         "recall_repeats": 2}
+         "recall_repeats": 2, "recall_batch": 200}
 
 
 def main(argv: list[str] | None = None) -> int:
