@@ -25,6 +25,7 @@ from cli.export import add_export_parser
 from cli.feedback import add_feedback_parser
 from cli.finetune import add_finetune_parser
 from cli.import_ import add_import_parser
+from cli.info import add_info_parser
 from cli.query import add_query_parser
 from cli.serve import add_health_parser, add_serve_parser
 from cli.upsert import add_upsert_parser
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_parser(subparsers)
     add_feedback_parser(subparsers)
     add_health_parser(subparsers)
+    add_info_parser(subparsers)
     add_web_parser(subparsers)
     add_eval_parser(subparsers)
     add_drift_parser(subparsers)

@@ -27,10 +27,13 @@ from common.machine import describe_machine  # noqa: E402
 
 FULL = {"sizes": [10_000, 100_000, 1_000_000], "dim": 512, "queries": 1000, "single": 200,
         "repeats": 5, "grpc_queries": 300, "image_counts": [250, 1000, 4000],
-        "models": [("tiny", None, 512), ("ViT-B-32", None, 96)], "nprobes": [1, 4, 16, 64, 256]}
+        "models": [("tiny", None, 512), ("ViT-B-32", None, 96)], "nprobes": [1, 4, 16, 64, 256],
+        "recall_sizes": [100_000, 1_000_000], "recall_single": 100, "recall_repeats": 3,
+        "recall_batch": 250}
 QUICK = {"sizes": [3_000, 12_000], "dim": 64, "queries": 200, "single": 30, "repeats": 2,
          "grpc_queries": 25, "image_counts": [16, 32], "models": [("tiny", None, 24)],
-         "nprobes": [1, 16]}
+         "nprobes": [1, 16], "recall_sizes": [12_000], "recall_single": 10,
+         "recall_repeats": 2, "recall_batch": 200}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +79,9 @@ def run_all(plan: dict, work: Path, docs: Path, device: str) -> list[Section]:
                               plan["repeats"], plan["single"])
     search.plots.append(bench_search.search_plot(search, docs / "bench_search.png"))
     sizes = bench_search.bytes_per_vector(largest)
+    log("recall by default, against a flat scan")
+    recall = bench_search.run_recall(plan, work, plan["queries"],
+                                     reuse={("clustered", n): d for n, d in dirs.items()})
     log("embedding pipeline")
     embed = bench_embed.run(plan["models"], device, batch=32,
                             workers=max(1, min(4, (torch.get_num_threads()))),
@@ -89,7 +95,7 @@ def run_all(plan: dict, work: Path, docs: Path, device: str) -> list[Section]:
     image_files = sorted((work / "jpegs-scale").glob("*.jpg"))[:50]
     grpc = bench_grpc.run(dirs[min(dirs)].path, image_index, image_files, plan["grpc_queries"],
                           threads=8, work=work, device="cpu")
-    sections = [embed, search, grpc, sizes, scale, images]
+    sections = [embed, search, recall, grpc, sizes, scale, images]
     if torch.cuda.is_available():
         log("GPU path")
         on_gpu = bench_grpc.run(dirs[min(dirs)].path, image_index, image_files,

@@ -18,6 +18,7 @@ from server.admission import OverloadedError
 from server.batcher import BatcherClosedError
 from server.config import MAX_BATCH_QUERIES
 from server.feedback import api as feedback_api
+from server.index_info import defaults_fields
 from server.like import UnknownIdError
 from server.query import Query
 from server.service import (
@@ -174,6 +175,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             device=self.device, max_k=service.config.max_k,
             accepts_images_and_text=service.accepts_images_and_text,
             **service.index.info_fields(),  # type: ignore[arg-type]
+            **defaults_fields(searcher),  # type: ignore[arg-type]
         )
 
     def Thumbnail(self, request: search_pb2.ThumbnailRequest, context: grpc.ServicerContext

@@ -21,14 +21,20 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     text = out.read_text()
-    for title in ("Embedding pipeline", "Index search", "gRPC overhead", "Bytes per vector",
-                  "Scaling with N", "Scaling with the image count", "GPU path"):
+    for title in ("Embedding pipeline", "Index search", "Recall by default", "gRPC overhead",
+                  "Bytes per vector", "Scaling with N", "Scaling with the image count",
+                  "GPU path"):
         assert f". {title}" in text, title
     data = json.loads(out.with_suffix(".json").read_text())
     for row in data["Index search"]["rows"]:
         assert row["batch_ratio"] > 0 and 0 <= row["recall_at_10"] <= 1
     for row in data["gRPC overhead"]["rows"]:
         assert row["grpc_p50"] > 0 and row["local_p50"] > 0
+    recall = data["Recall by default"]["rows"]
+    assert {r["distribution"] for r in recall} == {"clustered", "clip-cone"}
+    for row in recall:  # the build tuned it, and the table says whether its target is met
+        assert row["tuned_recall"] is not None and 0 < row["recall_at_10"] <= 1
+        assert row["flat_ratio"] > 0 and row["met"]["recall"] == (row["recall_at_10"] >= 0.95)
     assert data["Embedding pipeline"]["tiny"]["ratio"] > 0
     ceiling = data["Embedding pipeline"]["decode"]["ceiling"]
     assert ceiling["ratio"] > 0 and ceiling["target"] == 0.8 and "Build at the decode" in text

@@ -59,6 +59,7 @@ class Searcher:
         choice = refine_store or self.manifest.index.refine_store
         self.store: VectorStore = RamStore(store) if choice == "ram" and not \
             self.manifest.index.exact else store
+        self.refine_store = "" if self.manifest.index.exact else choice  # what Info reports
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
         self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \

@@ -70,12 +70,14 @@ class Tuned:
     met: bool
     trials: tuple[Trial, ...]
     seconds: float
+    capped: bool = False  # the time cap ended the search before the ladder did
 
     def summary(self) -> str:
         probe = "" if self.nprobe is None else f"nprobe {self.nprobe}, "
         verdict = "met" if self.met else "NOT met"
+        cap = f", time cap hit after {len(self.trials)} trials" if self.capped else ""
         return (f"{probe}refine {self.refine}: {self.k}-recall@{self.k} {self.recall:.3f} "
-                f"(target {self.target:.2f} {verdict}, {self.queries} sampled queries)")
+                f"(target {self.target:.2f} {verdict}, {self.queries} sampled queries{cap})")
 
 
 def recall_without_self(found: np.ndarray, truth: np.ndarray, query_ids: np.ndarray,
@@ -138,7 +140,8 @@ def tune(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray, truth: np
         _walk(run, nprobe_ladder(nlist), refines, config.target, out_of_time)
     chosen, met = choose(trials, config.target)
     return Tuned(chosen.nprobe, chosen.refine, chosen.recall, config.target, k,
-                 len(query_ids), met, tuple(trials), time.perf_counter() - began)
+                 len(query_ids), met, tuple(trials), time.perf_counter() - began,
+                 capped=out_of_time())
 
 
 def _walk(run: Callable[[int, int], Trial], ladder: list[int], refines: list[int],

@@ -55,6 +55,7 @@ class IndexingOptions:
     tune: bool = True  # measure nprobe/refine against exact search before publishing
     target_recall: float | None = None  # None: the previous version's target, else 0.95
     refine_store: str | None = None  # "mmap" | "ram"; None: the previous version's choice
+    tune_time_cap_s: float = TuneConfig.time_cap_s  # past it the best setting so far is kept
 
 
 @dataclass(frozen=True)
@@ -202,9 +203,11 @@ def _tuned(directory: IndexDirectory, manifest: Manifest, index: faiss.Index,
     began = time.perf_counter()
     target = manifest.index.target_recall or DEFAULT_TARGET
     searcher = Searcher(directory, parts=(manifest, index, catalog))
-    tuned = tune_searcher(searcher, TuneConfig(target=target))
+    tuned = tune_searcher(searcher, TuneConfig(target=target,
+                                               time_cap_s=options.tune_time_cap_s))
     log.info("tuned: %s", tuned.summary())
-    build = {**manifest.build, "tune_seconds": round(time.perf_counter() - began, 3)}
+    build = {**manifest.build, "tune_seconds": round(time.perf_counter() - began, 3),
+             "tune_trials": len(tuned.trials), "tune_capped": tuned.capped}
     return replace(manifest.with_index(**tuned_fields(tuned)), build=build)
 
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from index.ann.query import SearchParams
 from index.ann.search import Searcher
-from index.ann.tuning import Trial, TuneConfig, choose, recall_without_self, tune_searcher
+from index.ann.tuning import (
+    Trial,
+    TuneConfig,
+    choose,
+    defaults_note,
+    recall_without_self,
+    tune_searcher,
+)
 from index.store.manifest import Manifest
 
 
@@ -60,3 +69,36 @@ def test_the_ram_refine_store_returns_the_same_vectors_and_hits(ivf_template):
     params = SearchParams(k=10, nprobe=16, refine_factor=4)
     a, b = mapped.search(queries, params), in_ram.search(queries, params)
     np.testing.assert_array_equal(a.ids, b.ids)
+
+
+@pytest.mark.slow
+def test_the_time_cap_bounds_tuning_and_the_build_still_publishes(ivf_template, tmp_path):
+    from index.build.publish import IndexingOptions
+    from index.build.vector_import import import_vectors
+    from index.store.contract import precomputed_identity
+    from index.store.directory import IndexDirectory
+    from tests.conftest import IVF_DIM, IVF_N
+    from tests.synthetic import clustered, keys
+
+    uncapped = ivf_template.manifest()
+    assert uncapped.build["tune_capped"] is False and uncapped.build["tune_trials"] > 1
+    directory = IndexDirectory(tmp_path / "capped.idx")
+    result = import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N),
+                            precomputed_identity(IVF_DIM),
+                            IndexingOptions(progress=False, tune_time_cap_s=0.0))
+    manifest = directory.manifest()  # published, and it is what the build returned
+    assert result.published and manifest == result.manifest
+    # one trial (nprobe 1, refine 1), then the cap: recorded as such, with what it measured
+    assert manifest.build["tune_capped"] is True and manifest.build["tune_trials"] == 1
+    assert manifest.build["tune_seconds"] < uncapped.build["tune_seconds"]
+    index = manifest.index
+    assert (index.default_nprobe, index.refine_factor) == (1, 1)
+    assert index.tuned_recall is not None and index.tuned_recall < 0.95  # NOT met, said so
+    assert index.tuned_recall < uncapped.index.tuned_recall
+    assert "NOT met" in defaults_note(manifest)
+    searcher = Searcher(directory)
+    try:
+        assert searcher.search(searcher.store.get(np.arange(3)), SearchParams(k=1)).ids[
+            :, 0].tolist() == [0, 1, 2]
+    finally:
+        searcher.close()
