@@ -72,6 +72,22 @@ def configure_threads() -> int:
     return cores
 
 
+def one_faiss_thread() -> None:
+    """OpenMP's thread count is per calling thread: a thread OpenMP did not start (gRPC's
+    RPC threads) begins at the process default (every core), whatever the loading thread
+    set. Each RPC thread sets its own, so a search never spins a second core's worker."""
+    import faiss
+
+    global rpc_faiss_threads
+    faiss.omp_set_num_threads(1)
+    rpc_faiss_threads = faiss.omp_get_max_threads()
+
+
+# What a faiss call in an RPC thread gets (the visearch_faiss_threads gauge); None until one
+# RPC thread has started.
+rpc_faiss_threads: int | None = None
+
+
 class InFlight:
     """Counts calls queued or running, so shutdown waits for them and not for health watchers."""
 
@@ -119,7 +135,8 @@ class TrackingExecutor(futures.ThreadPoolExecutor):
     """The RPC thread pool, counting every call from submission to completion."""
 
     def __init__(self, max_workers: int):
-        super().__init__(max_workers=max_workers, thread_name_prefix="rpc")
+        super().__init__(max_workers=max_workers, thread_name_prefix="rpc",
+                         initializer=one_faiss_thread)
         self.in_flight = InFlight()
 
     def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def, override]

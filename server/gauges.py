@@ -72,8 +72,11 @@ class IndexGauges(Collector):
         import faiss
         import torch
 
+        from server import app
+
+        rpc = app.rpc_faiss_threads
         yield GaugeMetricFamily("visearch_faiss_threads", "OpenMP threads of a faiss call "
-                                "made from a request (or any non-loading) thread",
-                                value=faiss.omp_get_max_threads())
+                                "made from a request thread",
+                                value=rpc if rpc is not None else faiss.omp_get_max_threads())
         yield GaugeMetricFamily("visearch_torch_threads", "threads of the model's forward pass",
                                 value=torch.get_num_threads())

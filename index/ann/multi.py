@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
+import faiss
 import numpy as np
 
 from common.errors import VisearchError
@@ -74,8 +75,11 @@ class MultiSearcher:
         self.names = tuple(names) if names is not None else \
             tuple(str(s.directory.path) for s in shards)
         check_same_models(self.shards, self.names)
+        # Shards already search in parallel: one OpenMP thread each (set per thread).
         self._pool = pool or ThreadPoolExecutor(max_workers=len(shards),
-                                                thread_name_prefix="shard")
+                                                thread_name_prefix="shard",
+                                                initializer=faiss.omp_set_num_threads,
+                                                initargs=(1,))
         first = shards[0].manifest
         # The composite version: rises whenever any shard's version does (shards only move
         # forward), so page tokens and responses name one state of all shards.

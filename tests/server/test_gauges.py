@@ -39,19 +39,35 @@ def test_rerank_and_lookup_stages_count_each_answered_query(gauged, corpus):
     assert moved(before, after, "visearch_stage_seconds_count", stage="search") == 4
 
 
-def test_index_and_compute_gauges(gauged):
+def test_index_and_compute_gauges(gauged, corpus):
+    with SearchClient(f"127.0.0.1:{gauged.port}", timeout=30) as client:
+        client.info()  # an RPC thread has started
     metrics = scrape(gauged)
     manifest = IndexDirectory(gauged.config.index_dir).manifest()
     assert metrics[("visearch_index_nlist", ())] == (manifest.index.nlist or 0)
     assert metrics[("visearch_index_deleted", ())] == manifest.stored_count - manifest.live_count
     assert metrics[("visearch_model_device", (("device", "cpu"),))] == 1
-    # What a faiss call from any thread but the one that loaded the index gets: OpenMP's
-    # thread count is per thread, so configure_threads' setting stays in the loading thread.
-    seen: list[int] = []
-    thread = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
-    thread.start()
-    thread.join()
-    assert metrics[("visearch_faiss_threads", ())] == seen[0]
+    # OpenMP's thread count is per thread: a thread it did not start begins at the process
+    # default (every core here), so each RPC thread sets its own one thread.
+    assert metrics[("visearch_faiss_threads", ())] == 1
     assert metrics[("visearch_torch_threads", ())] >= 1
     # Drift runs by default with metrics; the tiny corpus's profile has no k-means regions.
     assert metrics[("visearch_drift_threshold", ())] == 0.2
+
+
+def test_rpc_threads_search_with_one_faiss_thread():
+    """OpenMP keeps its thread count per thread; an RPC thread must not inherit the process
+    default (every core) whatever the loading thread set."""
+    from server.app import TrackingExecutor
+
+    default: list[int] = []
+    thread = threading.Thread(target=lambda: default.append(faiss.omp_get_max_threads()))
+    thread.start()
+    thread.join()
+    executor = TrackingExecutor(2)
+    try:
+        assert executor.submit(faiss.omp_get_max_threads).result() == 1
+    finally:
+        executor.shutdown()
+    if default[0] == 1:
+        pytest.skip("one core: a fresh thread already gets one faiss thread")
