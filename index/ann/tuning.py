@@ -34,6 +34,10 @@ DEFAULT_TARGET = 0.95
 DEFAULT_K = 10
 REFINES = (1, 2, 4, 8, 16, 32, 64)
 PLATEAU = 0.002  # a doubling of nprobe that gains less than this ends the ladder
+# Stored vectors sit where k-means put the lists, so they read more recall than new images:
+# on CLIP-shaped vectors 0.960 -> 0.946 at 100k and 0.956 -> 0.948 at 1M (docs/benchmarks.md,
+# "Recall by default"). The tuner aims this far above the target so new queries reach it.
+MARGIN = 0.015
 
 SearchFn = Callable[[np.ndarray, SearchParams], Hits]
 
@@ -43,6 +47,7 @@ class TuneConfig:
     target: float = DEFAULT_TARGET
     k: int = DEFAULT_K
     queries: int = 300
+    margin: float = MARGIN  # aimed above ``target`` on the sampled stored vectors
     time_cap_s: float = 60.0
     seed: int = 7
     repeats: int = 2  # timing: the fastest of this many batched runs
@@ -114,7 +119,8 @@ def measure_trial(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray,
 
 def tune(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray,
          nlist: int | None, config: TuneConfig = TuneConfig()) -> Tuned:
-    """The fastest (per query, batched) setting whose recall reaches ``config.target``.
+    """The fastest (per query, batched) setting whose recall reaches ``config.target`` plus
+    ``config.margin`` (else the best recall found); ``met`` is judged against the target.
 
     ``truth`` holds the exact top ``k + 1`` ids of each query (its own id among them);
     ``nlist`` None means the index has no nprobe (flat).
@@ -134,14 +140,15 @@ def tune(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray, truth: np
         return time.perf_counter() - began > config.time_cap_s
 
     search(queries[:8], SearchParams(k=k + 1, nprobe=1 if nlist else None))  # warm up
+    aim = min(config.target + config.margin, 1.0)
     if nlist is None:
         run(None, 1)
     else:
-        _walk(run, nprobe_ladder(nlist), refines, config.target, out_of_time)
-    chosen, met = choose(trials, config.target)
+        _walk(run, nprobe_ladder(nlist), refines, aim, out_of_time)
+    chosen, _ = choose(trials, aim)
     return Tuned(chosen.nprobe, chosen.refine, chosen.recall, config.target, k,
-                 len(query_ids), met, tuple(trials), time.perf_counter() - began,
-                 capped=out_of_time())
+                 len(query_ids), chosen.recall >= config.target, tuple(trials),
+                 time.perf_counter() - began, capped=out_of_time())
 
 
 def _walk(run: Callable[[int, int], Trial], ladder: list[int], refines: list[int],

@@ -10,6 +10,7 @@ import pytest
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.ann.tuning import (
+    MARGIN,
     Trial,
     TuneConfig,
     choose,
@@ -24,7 +25,8 @@ def test_an_automatic_build_records_a_recall_that_meets_its_target(ivf_template)
     searcher = Searcher(ivf_template)
     settings = searcher.manifest.index
     assert settings.target_recall == 0.95 and settings.tuned_k == 10
-    assert settings.tuned_recall is not None and settings.tuned_recall >= 0.95
+    # aimed MARGIN above the target: sampled stored vectors read more than new queries get
+    assert settings.tuned_recall is not None and settings.tuned_recall >= 0.95 + MARGIN
     # the same measurement again gives the recorded recall at the recorded settings
     again = tune_searcher(searcher, TuneConfig(queries=settings.tune_queries or 300))
     assert (again.nprobe, again.refine) == (settings.default_nprobe, settings.refine_factor) \
