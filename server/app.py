@@ -24,13 +24,13 @@ from visearch.v1 import search_pb2, search_pb2_grpc
 from common.errors import VisearchError
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
-from server.auth import AuthInterceptor, AuthPolicy, auth_policy
+from server.auth import AuthPolicy, auth_policy
+from server.callpath import CallInterceptor
 from server.config import ServerConfig, message_options
-from server.feedback.api import FeedbackRecorder, QueryIdInterceptor
+from server.feedback.api import FeedbackRecorder
 from server.follow import chain_sighup
 from server.live import LiveIndex, start_live
 from server.metrics import MetricsEndpoint, Monitoring
-from server.requestid import RequestIdInterceptor
 from server.service import load_service
 from server.servicer import VisualSearchServicer
 from server.thumbs import ThumbnailCache
@@ -151,16 +151,15 @@ class SearchServer:
         self.servicer = VisualSearchServicer()
         self.servicer.thumbs = ThumbnailCache(config.thumb_cache_dir, config.thumb_cache_bytes)
         self._executor = TrackingExecutor(config.rpc_threads)
-        # Request ids and metrics outermost, so refused calls get an id and are counted too.
         self.monitoring = Monitoring.for_server(
             config, lambda: self.servicer.service, lambda: self._executor.in_flight.count)
         if config.feedback is not None:
             self.servicer.feedback = FeedbackRecorder(config.feedback)
             self.monitoring.add_feedback(self.servicer.feedback)
         self._server = grpc.server(
-            self._executor, interceptors=[RequestIdInterceptor(), *self.monitoring.interceptors,
-                                          QueryIdInterceptor(self.servicer.feedback),
-                                          *_interceptors(self.auth)],
+            self._executor, interceptors=[CallInterceptor(
+                metrics=self.monitoring.metrics, overload=self.monitoring.overload,
+                auth=self.auth, feedback=self.servicer.feedback)],
             options=server_options(config.max_message_bytes),
             # Calls beyond the threads and the queue get RESOURCE_EXHAUSTED at once rather
             # than waiting behind a burst (admission control; clients retry with backoff).
@@ -253,10 +252,6 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
     """Message limits, and no SO_REUSEPORT: a second server on a taken port must fail, not
     silently share the port with the first."""
     return [*message_options(max_message_bytes), ("grpc.so_reuseport", 0)]
-
-
-def _interceptors(policy: AuthPolicy | None) -> list[grpc.ServerInterceptor]:
-    return [AuthInterceptor(policy)] if policy is not None else []
 
 
 def reload_tokens_on_sighup(policy: AuthPolicy | None) -> Callable[[], None]:
