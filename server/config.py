@@ -107,3 +107,6 @@ class ServerConfig:
     shard_dirs: tuple[Path, ...] = ()
     gpus: GpuServing = GpuServing()  # plain searches on GPU copies (index.ann.gpu_serve)
     mmap: bool = False  # read index files memory-mapped (a read-only server only)
+    # One of `--processes N` read-only servers sharing the port (server.processes).
+    process_index: int = 0
+    processes: int = 1
