@@ -54,6 +54,15 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
                              "on-disk index from `visearch build --ondisk` is always mapped)")
     parser.add_argument("--checkpoint",
                         help="local weights file; must match the weights the index was built with")
+    parser.add_argument("--processes", type=positive_int, default=1, metavar="N",
+                        help="serve read-only from N processes on one port, each with its own "
+                             "GIL (SO_REUSEPORT: the kernel spreads client connections, a "
+                             "connection stays with one process). Each loads the index and "
+                             "the model into its own RAM, so memory is per process unless "
+                             "--mmap lets them share the index's pages; each follows CURRENT "
+                             "itself. A child that dies stops the server with exit 1. Not "
+                             "with --writable (one writer) or --http-port; --metrics-port P: "
+                             "process i serves its own metrics at P+i (default: 1)")
     add_limit_arguments(parser)
     parser.add_argument("--batch-max", type=positive_int, default=SERVICE_DEFAULTS.batch_max,
                         help="most queries embedded in one micro-batch (default: %(default)s)")
@@ -212,9 +221,7 @@ def serve_command(args: argparse.Namespace) -> int:
         http = web_config(args, args.http_host, args.http_port)
         check_web_exposure(http)
 
-    from server.app import serve
-
-    return serve(ServerConfig(
+    config = ServerConfig(
         index_dir=args.index, host=args.host, port=args.port, device=args.device,
         checkpoint=args.checkpoint, max_message_bytes=args.max_message_mb * 1024 * 1024,
         grace_seconds=args.grace, port_file=args.port_file, security=security,
@@ -233,7 +240,15 @@ def serve_command(args: argparse.Namespace) -> int:
         mmap=args.mmap,
         drift_window=args.drift_window, drift_threshold=args.drift_threshold,
         recall_sample=args.recall_sample, recall_per_second=args.recall_max_per_second,
-    ), http)
+    )
+    if args.processes > 1:
+        from server.processes import check_processes, serve_processes
+
+        check_processes(config, args.processes, http is not None)
+        return serve_processes(config, args.processes, args.verbose, args.log_format)
+    from server.app import serve
+
+    return serve(config, http)
 
 
 class NotAnIndexError(VisearchError):

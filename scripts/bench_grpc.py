@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # run alone: the same imports bench.py arranges
     sys.path[:0] = [str(ROOT), str(ROOT / "protos"), str(ROOT / "scripts")]
 
+import bench_grpc_procs  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_common import Section, latencies_ms, pct, table  # noqa: E402
 from visearch.v1 import search_pb2  # noqa: E402
@@ -40,6 +41,8 @@ from server.service import load_service  # noqa: E402
 # The goals of issue 12 (gRPC), each checked in the "targets" table.
 TARGET_SERVICE_DELTA_MS = 0.1  # server-side service time - the same call in-process (p50)
 TARGET_QPS_RATIO = 0.8  # embedding queries, gRPC / in-process, at 8 clients
+PROCESS_COUNTS = (1, 2)  # `serve --processes N` compared, clients on connections of their own
+CLIENT_PROCESSES = 2  # ...spread over this many client processes (one Python client's GIL caps)
 TARGET_IMAGE_P99_MANY_MS = 50.0  # 16 concurrent image-query clients, tiny model
 TARGET_IMAGE_P99_ONE_MS = 20.0  # one image-query client
 IMAGE_CLIENTS = 16
@@ -47,12 +50,14 @@ ROUNDS = 3  # alternating in-process / gRPC QPS rounds; medians are reported
 
 
 @contextmanager
-def server_process(index_dir: Path, work: Path, device: str) -> Iterator[str]:
-    """`visearch serve` in its own process, as deployed; yields host:port."""
-    port_file = work / f"port-{index_dir.name}"
+def server_process(index_dir: Path, work: Path, device: str, processes: int = 1
+                   ) -> Iterator[str]:
+    """`visearch serve` in its own process(es), as deployed; yields host:port."""
+    port_file = work / f"port-{index_dir.name}-{processes}"
     port_file.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(index_dir),
-                             "--port", "0", "--port-file", str(port_file), "--device", device],
+                             "--port", "0", "--port-file", str(port_file), "--device", device,
+                             "--processes", str(processes)],
                             cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -146,9 +151,13 @@ def to_request(query: Query) -> Any:
     return image_request(query.image or b"", k=query.params.k)
 
 
-def targets(embedding: dict[str, Any], image: dict[str, Any], threads: int
-            ) -> list[list[object]]:
+def targets(embedding: dict[str, Any], image: dict[str, Any], threads: int,
+            procs: dict[str, Any] | None = None) -> list[list[object]]:
     """One row per goal: measured, target, met."""
+    by_processes = [] if procs is None else [
+        (f"QPS gRPC / in-process, {threads} clients on own connections, --processes {n} "
+         f"(embedding)", ratio, f">= {TARGET_QPS_RATIO}", ratio >= TARGET_QPS_RATIO)
+        for n, ratio in procs["ratio"].items()]
     goals = [
         ("service time in the server - in-process, p50 (embedding)",
          embedding["service_delta_ms"], f"<= {TARGET_SERVICE_DELTA_MS} ms",
@@ -160,6 +169,7 @@ def targets(embedding: dict[str, Any], image: dict[str, Any], threads: int
          image["many_p99"] <= TARGET_IMAGE_P99_MANY_MS),
         ("p99 ms, one image client (tiny model)", image["grpc_p99"],
          f"<= {TARGET_IMAGE_P99_ONE_MS:g} ms", image["grpc_p99"] <= TARGET_IMAGE_P99_ONE_MS),
+        *by_processes,
     ]
     return [[name, value, goal, "met" if ok else "NOT met"] for name, value, goal, ok in goals]
 
@@ -177,12 +187,15 @@ def run(vector_index: Path, image_index: Path, image_files: list[Path], count: i
               for i in range(count)]
     results = [compare("embedding", vector_index, vectors, work, device, threads),
                compare("image (tiny model)", image_index, images, work, device, threads)]
+    procs = bench_grpc_procs.compare_processes(
+        vector_index, vectors, [to_request(q) for q in vectors], work, device, threads,
+        PROCESS_COUNTS, CLIENT_PROCESSES)
     rows = [[r["kind"], r["local_p50"], r["grpc_p50"], r["p50_overhead_ms"], r["empty_rpc_p50"],
              r["server_side_p50"],
              r["local_p99"], r["grpc_p99"], r["grpc_p99_over_p50"], r["local_qps"], r["grpc_qps"],
              r["qps_ratio"], r["many_p99"]]
             for r in results]
-    goals = targets(results[0], results[1], threads)
+    goals = targets(results[0], results[1], threads, procs)
     markdown = "\n\n".join([
         f"{count} sequential queries (k=10, index defaults) for latency, then the same "
         f"{count} from {threads} threads for QPS ({ROUNDS} rounds alternating in-process and "
@@ -200,10 +213,19 @@ def run(vector_index: Path, image_index: Path, image_files: list[Path], count: i
                "p99 ms in-process", "p99 ms gRPC", "gRPC p99/p50", f"QPS in-process "
                f"({threads} threads)", f"QPS gRPC ({threads} clients)", "QPS ratio",
                f"p99 ms gRPC ({IMAGE_CLIENTS} clients)"], rows),
+        f"Several server processes (`visearch serve --processes N`, SO_REUSEPORT): the same "
+        f"embedding queries from {threads} clients, each on a TCP connection of its own (the "
+        f"kernel spreads connections over the processes), in {CLIENT_PROCESSES} client "
+        f"processes, {bench_grpc_procs.ROUNDS} rounds "
+        f"alternating in-process and each N; medians:",
+        table(["server", f"QPS in-process ({threads} threads)",
+               f"QPS gRPC ({threads} connections)", "QPS ratio"],
+              bench_grpc_procs.rows(procs)),
         "Targets:",
         table(["goal", "measured", "target", ""], goals),
     ])
-    return Section("gRPC overhead", markdown, {"rows": results, "targets": goals})
+    return Section("gRPC overhead", markdown, {"rows": results, "processes": procs,
+                                               "targets": goals})
 
 
 def prepare(work: Path) -> tuple[Path, Path, list[Path]]:

@@ -24,13 +24,13 @@ from visearch.v1 import search_pb2, search_pb2_grpc
 from common.errors import VisearchError
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
-from server.auth import AuthInterceptor, AuthPolicy, auth_policy
+from server.auth import AuthPolicy, auth_policy
+from server.callpath import CallInterceptor
 from server.config import ServerConfig, message_options
-from server.feedback.api import FeedbackRecorder, QueryIdInterceptor
+from server.feedback.api import FeedbackRecorder
 from server.follow import chain_sighup
 from server.live import LiveIndex, start_live
 from server.metrics import MetricsEndpoint, Monitoring
-from server.requestid import RequestIdInterceptor
 from server.service import load_service
 from server.servicer import VisualSearchServicer
 from server.thumbs import ThumbnailCache
@@ -60,13 +60,14 @@ def runtime_report(embedder_device: str) -> str:
             f"CUDA available: {torch.cuda.is_available()}; model on {device}")
 
 
-def configure_threads() -> int:
-    """The model gets every core inside one batched forward pass; faiss one core per call,
-    since request threads already search in parallel. Nothing oversubscribes."""
+def configure_threads(processes: int = 1) -> int:
+    """The model gets every core inside one batched forward pass (its share of them when
+    ``processes`` servers share the machine); faiss one core per call, since request
+    threads already search in parallel. Nothing oversubscribes."""
     import faiss
     import torch
 
-    cores = usable_cores()
+    cores = max(1, usable_cores() // processes)
     torch.set_num_threads(cores)
     faiss.omp_set_num_threads(1)
     return cores
@@ -167,18 +168,18 @@ class SearchServer:
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.servicer = VisualSearchServicer()
         self.servicer.thumbs = ThumbnailCache(config.thumb_cache_dir, config.thumb_cache_bytes)
+        self.servicer.process = (config.process_index, config.processes)
         self._executor = TrackingExecutor(config.rpc_threads)
-        # Request ids and metrics outermost, so refused calls get an id and are counted too.
         self.monitoring = Monitoring.for_server(
             config, lambda: self.servicer.service, lambda: self._executor.in_flight.count)
         if config.feedback is not None:
             self.servicer.feedback = FeedbackRecorder(config.feedback)
             self.monitoring.add_feedback(self.servicer.feedback)
         self._server = grpc.server(
-            self._executor, interceptors=[RequestIdInterceptor(), *self.monitoring.interceptors,
-                                          QueryIdInterceptor(self.servicer.feedback),
-                                          *_interceptors(self.auth)],
-            options=server_options(config.max_message_bytes),
+            self._executor, interceptors=[CallInterceptor(
+                metrics=self.monitoring.metrics, overload=self.monitoring.overload,
+                auth=self.auth, feedback=self.servicer.feedback)],
+            options=server_options(config.max_message_bytes, config.processes > 1),
             # Calls beyond the threads and the queue get RESOURCE_EXHAUSTED at once rather
             # than waiting behind a burst (admission control; clients retry with backoff).
             maximum_concurrent_rpcs=config.rpc_threads + config.max_queue)
@@ -192,7 +193,8 @@ class SearchServer:
         self.metrics_endpoint: MetricsEndpoint | None = None
 
     def start(self) -> int:
-        self.port = bind(self._server, self.config.host, self.config.port, self.config.security)
+        self.port = bind(self._server, self.config.host, self.config.port, self.config.security,
+                         shared=self.config.processes > 1)
         self.metrics_endpoint = self.monitoring.serve(self.config.host)
         self._server.start()
         log.info("listening on %s:%d, %s (NOT_SERVING until loaded)", self.config.host,
@@ -200,7 +202,7 @@ class SearchServer:
         return self.port
 
     def load(self) -> None:
-        configure_threads()
+        configure_threads(self.config.processes)
         from index.ann import faiss_index as ann
         from index.ann import gpu_serve
 
@@ -267,14 +269,12 @@ class SearchServer:
         self._server.wait_for_termination()
 
 
-def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
+def server_options(max_message_bytes: int, shared_port: bool = False
+                   ) -> list[tuple[str, int]]:
     """Message limits, and no SO_REUSEPORT: a second server on a taken port must fail, not
-    silently share the port with the first."""
-    return [*message_options(max_message_bytes), ("grpc.so_reuseport", 0)]
-
-
-def _interceptors(policy: AuthPolicy | None) -> list[grpc.ServerInterceptor]:
-    return [AuthInterceptor(policy)] if policy is not None else []
+    silently share the port with the first; except for the processes of one
+    ``--processes N`` server (server.processes), which share it on purpose."""
+    return [*message_options(max_message_bytes), ("grpc.so_reuseport", int(shared_port))]
 
 
 def reload_tokens_on_sighup(policy: AuthPolicy | None) -> Callable[[], None]:

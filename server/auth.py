@@ -1,4 +1,5 @@
-"""Bearer-token authentication, as one gRPC server interceptor in front of every service.
+"""Bearer-token authentication, checked in front of every service by the server's one
+interceptor (server.callpath).
 
 Clients send ``authorization: Bearer <token>`` metadata. Tokens come from files
 (server.credentials has the format) and are kept only as SHA-256 digests; a
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,23 +144,6 @@ def auth_policy(security: SecurityConfig,
         read=TokenStore(security.token_file) if security.token_file else None,
         write=TokenStore(security.write_token_file) if security.write_token_file else None,
         auth_health=security.auth_health, write_methods=write_methods)
-
-
-class AuthInterceptor(grpc.ServerInterceptor):
-    """Refuses calls the policy refuses, with the same streaming shape as the real method."""
-
-    def __init__(self, policy: AuthPolicy):
-        self.policy = policy
-
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
-        refusal = self.policy.check(handler_call_details.method,
-                                    handler_call_details.invocation_metadata or ())
-        handler = continuation(handler_call_details)
-        if refusal is None or handler is None:  # unknown methods stay UNIMPLEMENTED
-            return handler
-        log.debug("refused %s: %s", handler_call_details.method, refusal[1])
-        return refusing_handler(handler, *refusal)
 
 
 def refusing_handler(handler: grpc.RpcMethodHandler, code: grpc.StatusCode,

@@ -113,3 +113,6 @@ class ServerConfig:
     drift_threshold: float = 0.2
     recall_sample: float = 0.0
     recall_per_second: float = 5.0
+    # One of `--processes N` read-only servers sharing the port (server.processes).
+    process_index: int = 0
+    processes: int = 1

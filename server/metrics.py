@@ -1,6 +1,7 @@
-"""Prometheus metrics: one gRPC interceptor and one collector, on a registry of our own.
+"""Prometheus metrics: counters fed by the call path, and a collector, on a registry of our own.
 
-Everything a request does is measured where it passes anyway: the interceptor sees
+Everything a request does is measured where it passes anyway: the server's one
+interceptor (server.callpath) sees
 each unary call's method, status code and duration, and reads the per-stage
 Timings the service already puts in every SearchResponse (so the stages are
 recorded in one place and the service stays free of metrics code). State that
@@ -15,7 +16,6 @@ must not share counters); ``visearch serve --metrics-port`` serves it over HTTP.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +36,6 @@ from visearch.v1 import search_pb2
 
 from common.errors import VisearchError
 from server.feedback.stats import ClickCollector
-from server.interceptors import Behaviour, final_code, is_unary, rewrap
 
 if TYPE_CHECKING:
     from server.config import ServerConfig
@@ -125,49 +124,6 @@ def short_method(full: str) -> str:
     return f"{service.rpartition('.')[2]}/{method}"
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Counts and times every unary call; streams (health Watch) pass through uncounted,
-    since a watch lasts as long as its client."""
-
-    def __init__(self, metrics: ServerMetrics, overload: OverloadProbe | None = None):
-        self.metrics = metrics
-        self.overload = overload
-
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        if not is_unary(handler):
-            return handler
-        method = short_method(handler_call_details.method)
-        if self.overload is not None and self.overload.busy() >= self.overload.limit:
-            # gRPC will refuse this call before any handler runs; count it here.
-            self.metrics.requests.labels(method, "RESOURCE_EXHAUSTED").inc()
-            self.metrics.rejected.labels("queue").inc()
-        return _timed(handler, method, self.metrics)
-
-
-def _timed(handler: grpc.RpcMethodHandler, method: str,
-           metrics: ServerMetrics) -> grpc.RpcMethodHandler:
-    def wrap(inner: Behaviour) -> Behaviour:
-        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-            start = time.perf_counter()
-            metrics.in_flight.inc()
-            response = None
-            try:
-                response = inner(request, context)
-                return response
-            finally:
-                metrics.in_flight.dec()
-                metrics.observe_call(method, final_code(context, response is not None),
-                                     time.perf_counter() - start)
-                if response is not None:
-                    metrics.observe_response(response)
-
-        return behaviour
-
-    return rewrap(handler, wrap)
-
-
 class ServerCollector(Collector):
     """Read at scrape time: the served index, the micro-batcher's queue, the model device."""
 
@@ -236,7 +192,7 @@ log = logging.getLogger("visearch.server")
 
 @dataclass
 class Monitoring:
-    """What server.app needs: the interceptors, the endpoint, the hook on the model side.
+    """What server.app needs: the metrics for the call path, the endpoint, the model hook.
     With no metrics port, all of it is absent and a call costs nothing extra."""
 
     metrics: ServerMetrics | None = None
@@ -254,10 +210,6 @@ class Monitoring:
         metrics.registry.register(ServerCollector(service))
         return cls(metrics, config.metrics_port,
                    OverloadProbe(busy, config.rpc_threads + config.max_queue), config)
-
-    @property
-    def interceptors(self) -> list[grpc.ServerInterceptor]:
-        return [] if self.metrics is None else [MetricsInterceptor(self.metrics, self.overload)]
 
     def serve(self, host: str) -> MetricsEndpoint | None:
         if self.metrics is None or self.port is None:

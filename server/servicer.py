@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import grpc
 import numpy as np
@@ -117,6 +118,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
         self.device = device
         self.thumbs = ThumbnailCache(None)  # SearchServer sets the configured cache
         self.feedback: feedback_api.FeedbackRecorder | None = None  # --feedback-log
+        self.process = (0, 1)  # (index, count) of `serve --processes N`: shown in Info
 
     def _service(self, context: grpc.ServicerContext) -> SearchService:
         if self.service is None:
@@ -176,6 +178,7 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
             accepts_images_and_text=service.accepts_images_and_text,
             **service.index.info_fields(),  # type: ignore[arg-type]
             **defaults_fields(searcher),  # type: ignore[arg-type]
+            pid=os.getpid(), process_index=self.process[0], processes=self.process[1],
         )
 
     def Thumbnail(self, request: search_pb2.ThumbnailRequest, context: grpc.ServicerContext

@@ -102,7 +102,7 @@ class ThumbnailCache:
         path = self._file(sha256, size)
         if path is None or len(jpeg) > self.max_bytes:
             return
-        tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # --processes
         try:
             tmp.write_bytes(jpeg)
             os.replace(tmp, path)

@@ -104,12 +104,15 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def bind(server: grpc.Server, host: str, port: int, security: SecurityConfig) -> int:
-    """Add the listening port (secure when TLS is configured); returns the bound port."""
+def bind(server: grpc.Server, host: str, port: int, security: SecurityConfig,
+         shared: bool = False) -> int:
+    """Add the listening port (secure when TLS is configured); returns the bound port.
+    ``shared``: one of several processes of one server on this port (SO_REUSEPORT); the
+    parent checked that the port was free before starting them."""
     check_listen(host, security)
     address = f"{host}:{port}"
     credentials = server_credentials(security)
-    if port and port_in_use(host, port):
+    if port and not shared and port_in_use(host, port):
         raise PortInUseError(f"port {port} is in use on {host} (another visearch serve?); "
                              f"stop it or choose another --port (0 picks a free one)")
     if credentials is None:

@@ -1,7 +1,7 @@
 """Query ids on every answer, and the Feedback RPC that refers to them.
 
-An interceptor around Search and SearchBatch gives each answer a ``query_id``
-and, with a log, writes one ``query`` entry: the query's kind (image, text,
+Around Search and SearchBatch, the call path (server.callpath) gives each answer a
+``query_id`` and, with a log, writes one ``query`` entry: the query's kind (image, text,
 vector, like), the index version and the returned ids, never image bytes, and
 the text only with ``--log-query-text``. Feedback events (impression, click,
 dwell) are written as their own entries naming the query id, so a reader joins
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import grpc
 from visearch.v1 import search_pb2
 
 from common.errors import VisearchError
@@ -23,7 +21,6 @@ from index.ann.query import InvalidQueryError
 from server.feedback.config import FeedbackConfig
 from server.feedback.log import FeedbackLog
 from server.feedback.stats import ClickStats
-from server.interceptors import Behaviour, rewrap
 
 EVENT_KINDS = ("impression", "click", "dwell")
 MAX_EVENTS = 1000  # per Feedback call
@@ -110,35 +107,15 @@ def handle(recorder: FeedbackRecorder | None,
     return search_pb2.FeedbackResponse(recorded=recorder.feedback(request))
 
 
-class QueryIdInterceptor(grpc.ServerInterceptor):
-    """Stamps a query id on each search answer (and logs the query when a recorder is on)."""
-
-    def __init__(self, recorder: FeedbackRecorder | None):
-        self.recorder = recorder
-
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
-        handler = continuation(handler_call_details)
-        if handler is None or handler_call_details.method not in SEARCH_METHODS \
-                or handler.unary_unary is None:
-            return handler
-        recorder = self.recorder
-
-        def wrap(inner: Behaviour) -> Behaviour:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                response = inner(request, context)
-                if isinstance(response, search_pb2.SearchResponse):
-                    pairs = [(request, response)]
-                else:
-                    pairs = [(q, r.response) for q, r in zip(request.requests,
-                                                             response.results, strict=True)
-                             if r.HasField("response")]
-                for query, answer in pairs:
-                    answer.query_id = uuid.uuid4().hex
-                    if recorder is not None:
-                        recorder.query(answer.query_id, query, answer)
-                return response
-
-            return behaviour
-
-        return rewrap(handler, wrap)
+def stamp_query_ids(request: Any, response: Any, recorder: FeedbackRecorder | None) -> None:
+    """A new query id on each answer of a Search or SearchBatch response (server.callpath
+    calls this for every answered search), and the query logged when a recorder is on."""
+    if isinstance(response, search_pb2.SearchResponse):
+        pairs = [(request, response)]
+    else:
+        pairs = [(q, r.response) for q, r in zip(request.requests, response.results,
+                                                 strict=True) if r.HasField("response")]
+    for query, answer in pairs:
+        answer.query_id = uuid.uuid4().hex
+        if recorder is not None:
+            recorder.query(answer.query_id, query, answer)

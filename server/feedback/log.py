@@ -6,21 +6,30 @@ than the traffic) entries are dropped and counted rather than slowing searches.
 The current file is ``feedback.jsonl``; past ``max_bytes`` it is renamed
 ``feedback.<UTC time>.<n>.jsonl`` and a new one begins, so names sort by age
 (``log_files`` lists them oldest first, the current one last).
+
+Several processes may append to one log (``visearch serve --processes N``): the file
+is opened O_APPEND and each entry is one ``write`` of one whole line, so lines from
+different processes never interleave; rotation happens under an ``flock`` and only
+by the process that finds the current file still the one it has open, the others
+just reopen; a rotated name is never reused.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 log = logging.getLogger("visearch.server")
 
 CURRENT = "feedback.jsonl"
+LOCK = ".feedback.lock"  # held while the current file is rotated
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_QUEUE = 10_000
 
@@ -78,19 +87,32 @@ class FeedbackLog:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _open(self) -> TextIO:
-        return (self.folder / CURRENT).open("a", encoding="utf-8")
+    def _open(self) -> int:
+        return os.open(self.folder / CURRENT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def _rotate(self, out: TextIO) -> TextIO:
-        out.close()
-        self._rotations += 1
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        (self.folder / CURRENT).rename(
-            self.folder / f"feedback.{stamp}.{self._rotations:06d}.jsonl")
-        return self._open()
+    def _rotate(self, fd: int) -> int:
+        """Past ``max_bytes``: rename the file this process has open, unless another
+        process already did; either way, go on in a fresh current file."""
+        with (self.folder / LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.folder / CURRENT
+            try:
+                mine = os.path.samestat(os.fstat(fd), os.stat(current))
+            except FileNotFoundError:
+                mine = False
+            if mine:
+                self._rotations += 1
+                stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+                n = 1  # the first free number: names sort by age across processes too
+                while (target := self.folder / f"feedback.{stamp}.{n:06d}.jsonl").exists():
+                    n += 1  # another process rotated in the same second
+                current.rename(target)
+            fresh = self._open()
+            os.close(fd)
+            return fresh
 
     def _loop(self) -> None:
-        out = self._open()
+        fd = self._open()
         try:
             while True:
                 batch = [self._queue.get()]
@@ -104,11 +126,11 @@ class FeedbackLog:
                     for entry in batch:
                         if entry is None:
                             continue
-                        if out.tell() >= self.max_bytes:
-                            out = self._rotate(out)  # flushes: close() writes the buffer
-                        out.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                        if os.fstat(fd).st_size >= self.max_bytes:
+                            fd = self._rotate(fd)
+                        _write_line(fd, (json.dumps(entry, separators=(",", ":")) + "\n")
+                                    .encode("utf-8"))
                         self.written += 1
-                    out.flush()
                 except OSError:
                     log.exception("feedback log write failed; %d entries lost", len(batch))
                 finally:
@@ -117,4 +139,12 @@ class FeedbackLog:
                 if stop:
                     return
         finally:
-            out.close()
+            os.close(fd)
+
+
+def _write_line(fd: int, line: bytes) -> None:
+    """One ``write`` per line: with O_APPEND the kernel puts it whole at the end of the
+    file, whatever other processes append. Only a short write (disk full) loops."""
+    done = os.write(fd, line)
+    while done < len(line):
+        done += os.write(fd, line[done:])

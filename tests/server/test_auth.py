@@ -15,12 +15,12 @@ from server.auth import (
     MISSING_TOKEN,
     NEEDS_WRITE_TOKEN,
     WRITE_METHODS,
-    AuthInterceptor,
     AuthPolicy,
     TokenStore,
     auth_policy,
     bearer_token,
 )
+from server.callpath import CallInterceptor
 from server.config import SecurityConfig
 from server.credentials import CredentialsError, read_client_token, read_token_file
 from server.servicer import VisualSearchServicer
@@ -144,12 +144,12 @@ def test_no_write_methods_exist_yet_and_no_token_file_means_no_policy():
 
 @pytest.fixture()
 def guarded(tmp_path):
-    """A real gRPC server with the interceptor, Info classified as a write for the test and
+    """A real gRPC server with the server's call path, Info classified as a write for the test and
     health closed, so a refused streaming call is tested too."""
     policy = AuthPolicy(read=TokenStore(secret(tmp_path, "r", "reader\n")),
                         write=TokenStore(secret(tmp_path, "w", "writer\n")),
                         auth_health=True, write_methods=frozenset({INFO}))
-    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[AuthInterceptor(policy)])
+    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[CallInterceptor(auth=policy)])
     search_pb2_grpc.add_VisualSearchServicer_to_server(VisualSearchServicer(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -188,3 +188,37 @@ def test_interceptor_refuses_each_call_shape_before_the_servicer(guarded):
                               metadata=bearer("reader"))
     assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
     watch.cancel()
+
+
+def test_a_refused_call_gets_a_request_id_and_is_counted(tmp_path):
+    """The call path is one layer: a call the token check refuses is still given an id
+    and counted, as every call is, and its request is never parsed."""
+    from server.metrics import ServerMetrics
+
+    metrics = ServerMetrics()
+    path = CallInterceptor(metrics=metrics, auth=AuthPolicy(
+        read=TokenStore(secret(tmp_path, "r", "reader\n"))))
+    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[path])
+    search_pb2_grpc.add_VisualSearchServicer_to_server(VisualSearchServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            info = channel.unary_unary(INFO)  # raw bytes: not a valid InfoRequest
+            with pytest.raises(grpc.RpcError) as refused:
+                info(b"\xff\xff", timeout=5, metadata=(("x-request-id", "r-1"),))
+            stub = search_pb2_grpc.VisualSearchStub(channel)
+            for _ in range(2):  # the servicer has nothing loaded: UNAVAILABLE, after auth
+                with pytest.raises(grpc.RpcError) as passed:
+                    stub.Info(search_pb2.InfoRequest(), timeout=5, metadata=bearer("reader"))
+    finally:
+        server.stop(0)
+    assert refused.value.code() == UNAUTHENTICATED
+    assert dict(refused.value.trailing_metadata())["x-request-id"] == "r-1"
+    assert passed.value.code() == grpc.StatusCode.UNAVAILABLE
+    count = metrics.registry.get_sample_value
+    assert count("visearch_requests_total",
+                 {"method": "VisualSearch/Info", "code": "UNAUTHENTICATED"}) == 1
+    assert count("visearch_requests_total",
+                 {"method": "VisualSearch/Info", "code": "UNAVAILABLE"}) == 2
+    assert list(path._wrapped) == [INFO]  # wrapped once, reused for the second call

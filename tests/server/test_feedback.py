@@ -106,6 +106,39 @@ def test_log_rotates_by_size_and_reads_back_in_order(tmp_path):
     assert [e["n"] for e in read_log(tmp_path)][-1] == 30  # a torn last line is skipped
 
 
+WRITER = """
+import sys
+from server.feedback.log import FeedbackLog
+log = FeedbackLog(sys.argv[1], max_bytes=int(sys.argv[2]))
+for i in range(int(sys.argv[3])):
+    assert log.record({"writer": int(sys.argv[4]), "n": i, "pad": "x" * 12000})
+log.close(60)
+assert log.written == int(sys.argv[3])
+"""
+
+
+def test_processes_appending_to_one_log_never_tear_a_line(tmp_path):
+    """`serve --processes N` appends from N processes: lines longer than a stdio buffer
+    (12 kB) stay whole, rotation under contention loses nothing and reuses no name."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, cli_env
+
+    writers, each = 3, 150
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), str(400_000),
+                               str(each), str(w)], cwd=ROOT, env=cli_env())
+             for w in range(writers)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * writers
+    files = log_files(tmp_path)
+    assert len(files) > 3
+    lines = [line for f in files for line in f.read_bytes().splitlines()]
+    entries = read_log(tmp_path)
+    assert len(lines) == len(entries) == writers * each  # no torn or lost line
+    for w in range(writers):  # each writer's own lines keep their order
+        assert [e["n"] for e in entries if e["writer"] == w] == list(range(each))
+
+
 def test_click_statistics_forget_queries_older_than_the_window():
     now = [0.0]
     stats = ClickStats(window_seconds=10, clock=lambda: now[0])
