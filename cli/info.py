@@ -1,7 +1,7 @@
 """`visearch info`: what a running server serves, and how its search defaults were tuned.
 
 The build's summary line says this once; `info` says it for the version a server has
-actually loaded (after a reload, a follow or a `--refine-store` override).
+actually loaded (after a reload or a follow).
 """
 
 from __future__ import annotations

@@ -212,6 +212,9 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.recall_sample > 0 and args.metrics_port is None:
         raise ObserveUsageError("--recall-sample exports its recall in /metrics: give "
                                 "--metrics-port too")
+    if args.recall_sample > 0 and len(shards) > 1:
+        raise ObserveUsageError("--recall-sample measures one index against its stored "
+                                "vectors; serve one index directory to use it")
     security = security_config(args)
     preflight(args.host, security)  # so do refused exposure and unreadable certificates
     http = None

@@ -57,7 +57,7 @@ def run_vectors(sizes: list[int], dim: int, work: Path, queries: np.ndarray, sin
         f"Synthetic CLIP-like unit vectors ({dim} dimensions, uneven clusters), index chosen "
         f"by the automatic rule. *store* writes the raw float16 shards and catalog rows; "
         f"*index* trains on the sample and adds every vector. Queries: {len(queries)} held-out "
-        f"vectors, k=10 at the index's default nprobe with exact re-ranking of 40 candidates.",
+        f"vectors, k=10 at the manifest's defaults (nprobe and refine tuned by the build).",
         table(["N", "index", "store s", "train+add s", "nprobe", "p50 ms (1 query)",
                "p99 ms", "batch QPS"], rows),
     ])

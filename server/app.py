@@ -211,6 +211,14 @@ class SearchServer:
             raise VisearchError("--mmap serves a read-only index; a --writable server changes "
                                 "its index in place")
         ann.set_serve_mmap(self.config.mmap)
+        from index.store.directory import IndexDirectory
+
+        if self.config.writable and \
+                IndexDirectory(self.config.index_dir).manifest().build.get("ondisk"):
+            raise VisearchError("this index's lists are on disk (index.ivfdata, `build "
+                                "--ondisk`), shared by the versions that name them; a "
+                                "--writable server changes its index in place: rebuild "
+                                "without --ondisk to serve it writable")
         if self.config.shard_dirs:
             from server.multi import load_multi_service
 

@@ -43,7 +43,9 @@ class HitPaths:
             if len(known) + len(found) > self.limit:
                 known.clear()
             known.update(found)
-        return {i: known[i] for i in wanted if i in known}
+        # .get, not `in` then [] : another thread may clear the cache between the two.
+        found_now = {i: known.get(i) for i in wanted}
+        return {i: p for i, p in found_now.items() if p is not None}
 
     def _known(self, searcher: Any, absolute: bool) -> dict[int, str]:
         caches = self._per_version.get(searcher)

@@ -69,12 +69,18 @@ def exact_top_k(blocks: Iterable[tuple[np.ndarray, np.ndarray]], queries: np.nda
     return np.take_along_axis(best_ids, order, axis=1)
 
 
+def _state(searcher: Searcher) -> tuple[int, int]:
+    """What changes when a live (--writable) index changes in place: its vector counts."""
+    return searcher.ntotal, int(getattr(searcher.store, "count", 0))
+
+
 class ExactSide:
     """The stored vectors of one version for exact search: held in RAM as float32 when they
     fit ``cache_bytes`` (a scan is then one matrix product), else read block by block."""
 
     def __init__(self, searcher: Searcher, cache_bytes: int):
         self.searcher = searcher
+        self.state = _state(searcher)
         self.ids = searcher.held_ids()
         self.matrix: np.ndarray | None = None
         if len(self.ids) * searcher.dim * 4 <= cache_bytes:
@@ -127,8 +133,10 @@ class LiveRecall:
             return True
 
     def exact_side(self, searcher: Searcher) -> ExactSide:
-        """The sample's version for exact search, prepared once per version."""
-        if self._exact is None or self._exact.searcher is not searcher:
+        """The sample's version for exact search, prepared once per version (and again
+        when a live index has changed in place since)."""
+        if self._exact is None or self._exact.searcher is not searcher \
+                or self._exact.state != _state(searcher):
             self._exact = None  # the previous version's vectors go before the next load
             self._exact = ExactSide(searcher, self.config.cache_bytes)
         return self._exact

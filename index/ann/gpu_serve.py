@@ -24,6 +24,10 @@ from index.ann import faiss_index as ann
 from index.ann.gpu_setting import GpuServing
 from index.store.manifest import IndexSettings
 
+# faiss's GPU k-selection handles k (and nprobe) up to this; deeper searches use the
+# CPU index, which stays loaded.
+GPU_MAX_K = 2048
+
 log = logging.getLogger("visearch.index")
 
 _serving = GpuServing()

@@ -23,12 +23,29 @@ import numpy as np
 
 from common.errors import VisearchError
 from index.ann.query import MAX_CANDIDATES, MAX_K, Hits, InvalidQueryError, SearchParams
-from index.ann.search import Searcher, _ties_by_id
+from index.ann.search import Searcher
 from index.store.contract import ModelMismatchError, check_same_model
 from index.store.manifest import Manifest
 from index.store.records import ImageRecord
 
 SHARD_SHIFT = 40  # local ids up to 2**40 (1.1e12) per shard
+POOL_PER_SHARD = 8  # concurrent searches per shard across all requests
+
+
+def merge_key(scores: Sequence[float]) -> list[float]:
+    """Each hit's merge key: the lowest score up to it in its shard's ranking.
+
+    A shard's ranking is in score order only within a re-ranking tier (index/ann/tiers.py:
+    a deeper tier may start above the end of the last one). Merged by this non-increasing
+    key, the union's top n depends only on each shard's top n, so pages of several shards
+    concatenate as one index's do; with sorted shard rankings it is the score itself.
+    """
+    out: list[float] = []
+    low = float("inf")
+    for score in scores:
+        low = min(low, score)
+        out.append(low)
+    return out
 LOCAL_MASK = (1 << SHARD_SHIFT) - 1
 MAX_SHARDS = 1 << (53 - SHARD_SHIFT)
 
@@ -76,7 +93,8 @@ class MultiSearcher:
             tuple(str(s.directory.path) for s in shards)
         check_same_models(self.shards, self.names)
         # Shards already search in parallel: one OpenMP thread each (set per thread).
-        self._pool = pool or ThreadPoolExecutor(max_workers=len(shards),
+        # Every request thread submits here: room for several queries' shard searches at once.
+        self._pool = pool or ThreadPoolExecutor(max_workers=len(shards) * POOL_PER_SHARD,
                                                 thread_name_prefix="shard",
                                                 initializer=faiss.omp_set_num_threads,
                                                 initargs=(1,))
@@ -138,9 +156,13 @@ class MultiSearcher:
                               for i, h in enumerate(parts)], axis=1)
         scores = np.concatenate([np.where(h.ids >= 0, h.scores, -np.inf)
                                  for h in parts], axis=1).astype(np.float32)
-        ids, scores = _ties_by_id(ids, scores)
-        # _ties_by_id ranks -1 (no hit, score -inf) last: keep them at the tail.
-        return Hits(ids[:, :params.k], scores[:, :params.k])
+        keys = np.concatenate([np.minimum.accumulate(np.where(h.ids >= 0, h.scores, -np.inf),
+                                                     axis=1) for h in parts], axis=1)
+        # Shard, then position within it: ties keep each shard's own order.
+        position = np.broadcast_to(np.arange(ids.shape[1]), ids.shape)
+        order = np.lexsort((position, -keys), axis=-1)[:, :params.k]
+        return Hits(np.take_along_axis(ids, order, axis=1),
+                    np.take_along_axis(scores, order, axis=1))
 
     def search(self, queries: np.ndarray, params: SearchParams = SearchParams()) -> Hits:
         self.check_params(params)

@@ -62,8 +62,9 @@ class Searcher:
         self.refine_store = "" if self.manifest.index.exact else choice  # what Info reports
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
+        # A build's own searches (self-tuning, parts given) stay on the CPU it serves from.
         self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
-            if self.fixed_index else None
+            if self.fixed_index and parts is None else None
         # Parameter objects are read-only to faiss and cost ~25 us to build: one per nprobe.
         self._params: dict[int | None, faiss.SearchParameters | None] = {None: None}
 
@@ -132,13 +133,14 @@ class Searcher:
         settings = self.manifest.index
         nprobe = (params.nprobe or settings.default_nprobe) if self.is_ivf else None
         refine = self.refine_for(params)
-        index = self.index if self.gpu_index is None else self.gpu_index
+        # Candidates in fixed tiers (index/ann/tiers.py): the first k hits are the same at
+        # every depth, so pages concatenate to the unpaged ranking.
+        depth = params.k if refine == 1 else tiers.candidate_depth(params.k, refine)
+        index = self.index if self.gpu_index is None or \
+            max(depth, nprobe or 0) > gpu_serve.GPU_MAX_K else self.gpu_index
         if refine == 1:
             scores, ids = index.search(q, params.k, params=self._search_parameters(nprobe))
             return Hits(*_ties_by_id(ids, scores))
-        # Candidates in fixed tiers (index/ann/tiers.py): the first k hits are the same at
-        # every depth, so pages concatenate to the unpaged ranking.
-        depth = tiers.candidate_depth(params.k, refine)
         scores, ids = index.search(q, depth, params=self._search_parameters(nprobe))
         scores, ids = self.rerank(q, tiers.pq_order(ids, scores), params.k, refine)
         return Hits(ids, scores)

@@ -175,6 +175,10 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
     # An on-disk build's index object holds no lists until it is written: not tuned.
     if options.tune and not settings.exact and not ondisk:
         manifest = _tuned(directory, manifest, index, catalog, options)
+    elif settings.tuned_recall is not None:
+        # Defaults carried from the last build stay; its measurement was of another index.
+        manifest = replace(manifest, index=replace(settings, tuned_recall=None, tuned_k=None,
+                                                   tune_queries=None))
     directory.publish(manifest, write or (lambda path: _write_index(index, path)))
     stack.close()
     return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,

@@ -114,7 +114,10 @@ class LocalEmbedder:
         if self.workers and self.embedder.device.type == "cpu":
             # The model's threads and the decode workers share the cores: keep the
             # thread count that gives more images/s (embedder.threads).
-            return paced(batches)
+            from embedder.threads import HEAVY_PARAMS
+
+            tower = sum(p.numel() for p in self.embedder.model.visual.parameters())
+            return paced(batches, heavy=tower > HEAVY_PARAMS)
         return batches
 
     def encode(self, pixels: torch.Tensor) -> np.ndarray:

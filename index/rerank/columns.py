@@ -73,7 +73,8 @@ class MetadataProvider:
         self.catalog = catalog
         self._lock = threading.Lock()
         self._key: tuple[int, int] | None = None
-        self._quick: tuple[int, int] | None = None
+        # Per connection (one per thread): SQLite's data_version is a per-connection count.
+        self._quick: dict[int, tuple[int, int]] = {}
         self._columns: dict[str, Column] = {}
         self._types: dict[str, str] = {}
         self._size = 0
@@ -137,11 +138,12 @@ class MetadataProvider:
 
     def _refresh(self) -> None:
         # SQLite's data_version changes when another connection commits, total_changes
-        # when this one writes: while neither moves, the generation (three queries) is
-        # the same, and a filtered query skips reading it.
+        # when this one writes: while neither moves on this thread's connection since it
+        # last checked, the generation (three queries) is the same, and a filtered query
+        # skips reading it. Both counts are per connection, so they are kept per connection.
         conn = self.catalog.sql()
         quick = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
-        if quick == self._quick:
+        if self._quick.get(id(conn)) == quick:
             return
         key = meta.generation(self.catalog)
         with self._lock:
@@ -151,7 +153,7 @@ class MetadataProvider:
                 self._masks.clear()
                 self._types = meta.field_types(self.catalog)
                 self._size = self.catalog.next_id()
-            self._quick = quick
+            self._quick[id(conn)] = quick
 
     def _load(self, name: str) -> Column:
         kind = self._types[name]

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from index.ann.multi import MultiSearcher, global_id
+from index.ann.multi import MultiSearcher, global_id, merge_key
 from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
 from index.rerank import collapse as collapsing
 from index.rerank import stage
@@ -82,6 +82,10 @@ def _merged(multi: MultiSearcher, q: np.ndarray, params: SearchParams,
         return [(global_id(i, j), s) for j, s in found], how
 
     parts = multi.map(one, range(len(multi.shards)))
-    merged = sorted((hit for found, _ in parts for hit in found), key=lambda h: (-h[1], h[0]))
+    # By each shard's running lowest score, then shard and position: prefix-stable pages.
+    keyed = [(-key, shard, position, hit) for shard, (found, _) in enumerate(parts)
+             for position, (key, hit) in enumerate(zip(merge_key([s for _, s in found]),
+                                                       found, strict=True))]
+    merged = [hit for *_, hit in sorted(keyed)]
     how = ",".join(dict.fromkeys(how for _, how in parts))
     return merged[:depth], how

@@ -43,3 +43,11 @@ def test_a_busy_model_keeps_more_threads_only_where_they_are_faster():
     # one window tried with 2, then a wait of 2 windows before the next try
     assert slower == [1] * WINDOW + [2] * WINDOW + [1] * (2 * WINDOW) + [2] * WINDOW + \
         [1] * WINDOW
+
+
+def test_a_heavy_model_starts_with_every_thread_and_drops_them_when_decoding_lags():
+    seen = [torch.get_num_threads() for _ in paced(range(WINDOW), most=2, heavy=True)]
+    assert seen == [2] * WINDOW  # a short build never runs its big model on one thread
+    waiting = [torch.get_num_threads()
+               for _ in paced(_produced(3 * WINDOW, 0.004), most=2, heavy=True)]
+    assert waiting[:WINDOW] == [2] * WINDOW and waiting[-1] == 1

@@ -237,3 +237,27 @@ def test_gpus_flag_without_gpus_serves_from_the_cpu(shards, caplog):
     finally:
         running.stop(grace=1)
         gpu_serve.configure(GpuServing())
+
+
+def test_ivf_pq_pages_over_shards_concatenate_to_the_unpaged_ranking(tmp_path):
+    """With re-ranking each shard's answer is in tier order (a deeper tier may start above
+    the last one's end); the merge keeps pages of the union joined up, as one index's are."""
+    from index.rerank import multi as multi_rank
+    from index.rerank.stage import Rerank
+
+    options = IndexingOptions(progress=False, tune=False,
+                              overrides=IndexOverrides(spec="IVF16,PQ4"))
+    vectors = [clustered(3000, DIM, clusters=20, seed=20 + s) for s in range(2)]
+    multi = MultiSearcher([Searcher(build_shard(tmp_path / f"pq{i}", v, 10_000 * i,
+                                                options).path)
+                           for i, v in enumerate(vectors)])
+    queries = multi.prepare(clustered(30, DIM, clusters=20, seed=99))
+    params = SearchParams(k=7, nprobe=4, refine_factor=4)
+    for q in queries:
+        unpaged = [h.id for h in multi_rank.rank(multi, q[None], SearchParams(
+            k=28, nprobe=4, refine_factor=4), Rerank(filter=None)).hits]
+        paged = [h.id for n in range(4) for h in
+                 multi_rank.rank(multi, q[None], params, Rerank(offset=7 * n)).hits]
+        assert paged == unpaged
+        assert len(set(paged)) == len(paged)
+    multi.close()
