@@ -114,9 +114,13 @@ class LocalEmbedder:
         if self.workers and self.embedder.device.type == "cpu":
             # The model's threads and the decode workers share the cores: keep the
             # thread count that gives more images/s (embedder.threads).
+            import torch
+
             from embedder.threads import HEAVY_PARAMS
 
-            tower = sum(p.numel() for p in self.embedder.model.visual.parameters())
+            visual = self.embedder.model.visual
+            assert isinstance(visual, torch.nn.Module)
+            tower = sum(int(p.numel()) for p in visual.parameters())
             return paced(batches, heavy=tower > HEAVY_PARAMS)
         return batches
 
