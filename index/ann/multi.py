@@ -40,12 +40,8 @@ def merge_key(scores: Sequence[float]) -> list[float]:
     key, the union's top n depends only on each shard's top n, so pages of several shards
     concatenate as one index's do; with sorted shard rankings it is the score itself.
     """
-    out: list[float] = []
-    low = float("inf")
-    for score in scores:
-        low = min(low, score)
-        out.append(low)
-    return out
+    return np.minimum.accumulate(np.asarray(scores, dtype=np.float64)).tolist() \
+        if len(scores) else []
 LOCAL_MASK = (1 << SHARD_SHIFT) - 1
 MAX_SHARDS = 1 << (53 - SHARD_SHIFT)
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from index.ann.multi import MultiSearcher, global_id, merge_key
 from index.ann.query import MAX_CANDIDATES, InvalidQueryError, SearchParams
-from index.rerank import collapse as collapsing
 from index.rerank import stage
 from index.rerank.filtered import DEFAULT_STRATEGY, FilterStrategy
 from index.rerank.masks import Allowed
@@ -48,19 +47,8 @@ def rank(multi: MultiSearcher, q: np.ndarray, params: SearchParams, spec: Rerank
     counted = [a.count for a in allowed if a is not None]
     matched = sum(counted) if counted else -1
     need = spec.offset + params.k
-    depth = need if spec.collapse is None else min(need * 4, MAX_CANDIDATES)
-    while True:
-        ranked, how = _merged(multi, q, params, allowed, depth, strategy)
-        if spec.min_score is not None:
-            ranked = [(i, s) for i, s in ranked if s >= spec.min_score]
-        exhausted = len(ranked) < depth or depth >= MAX_CANDIDATES
-        if spec.collapse is None:
-            groups = [collapsing.Group(i, s) for i, s in ranked[:need]]
-            break
-        groups = collapsing.collapse(multi, ranked, spec.collapse, need)  # type: ignore[arg-type]
-        if len(groups) >= need or exhausted:
-            break
-        depth = min(depth * 4, MAX_CANDIDATES)
+    groups, how = stage.widened(lambda depth: _merged(multi, q, params, allowed, depth,
+                                                      strategy), multi, spec, need)
     hits = [RankedHit(g.id, g.score, g.members) for g in groups[spec.offset:need]]
     if spec.fields:
         for shard, local in multi.by_shard(h.id for h in hits).items():

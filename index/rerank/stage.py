@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -136,19 +136,8 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
     allowed = allowed_for(searcher, spec)
     matched = allowed.count if allowed is not None else -1
     need = spec.offset + params.k
-    depth = need if spec.collapse is None else min(need * 4, MAX_CANDIDATES)
-    while True:
-        ranked, how = _candidates(searcher, q, params, allowed, depth, strategy, force)
-        if spec.min_score is not None:
-            ranked = [(i, s) for i, s in ranked if s >= spec.min_score]
-        exhausted = len(ranked) < depth or depth >= MAX_CANDIDATES
-        if spec.collapse is None:
-            groups = [collapsing.Group(i, s) for i, s in ranked[:need]]
-            break
-        groups = collapsing.collapse(searcher, ranked, spec.collapse, need)
-        if len(groups) >= need or exhausted:
-            break
-        depth = min(depth * 4, MAX_CANDIDATES)
+    groups, how = widened(lambda depth: _candidates(searcher, q, params, allowed, depth,
+                                                    strategy, force), searcher, spec, need)
     page = groups[spec.offset:need]
     if spec.collapse is not None:  # over earlier pages' groups too: a copy near two kept
         # hits belongs to the better-ranked one, whichever page asks
@@ -161,6 +150,25 @@ def rank(searcher: Searcher, q: np.ndarray, params: SearchParams, spec: Rerank,
         for hit, row in zip(hits, rows, strict=True):
             hit.fields = row
     return Ranked(hits, how, matched, more=len(groups) >= need)
+
+
+def widened(find: Callable[[int], tuple[list[tuple[int, float]], str]], collapse_on: Any,
+            spec: Rerank, need: int) -> tuple[list[collapsing.Group], str]:
+    """``need`` groups from ``find(depth)`` (allowed candidates in rank order, the strategy
+    used), searching 4x deeper while min score and collapse leave too few and more exist.
+    One index (``rank``) and several (index/rerank/multi.py) share it."""
+    depth = need if spec.collapse is None else min(need * 4, MAX_CANDIDATES)
+    while True:
+        ranked, how = find(depth)
+        if spec.min_score is not None:
+            ranked = [(i, s) for i, s in ranked if s >= spec.min_score]
+        if spec.collapse is None:
+            return [collapsing.Group(i, s) for i, s in ranked[:need]], how
+        exhausted = len(ranked) < depth or depth >= MAX_CANDIDATES
+        groups = collapsing.collapse(collapse_on, ranked, spec.collapse, need)
+        if len(groups) >= need or exhausted:
+            return groups, how
+        depth = min(depth * 4, MAX_CANDIDATES)
 
 
 def _may_return(searcher: Searcher, allowed: Allowed | None

@@ -14,6 +14,7 @@ from server.client import SearchClient
 from server.config import ServerConfig
 from server.feedback.config import FeedbackConfig
 from tests.conftest import ROOT
+from tests.server.conftest import serving
 
 DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
 METRIC = re.compile(r"\b((?:visearch|process)_[a-z0-9_]+)")
@@ -21,13 +22,11 @@ METRIC = re.compile(r"\b((?:visearch|process)_[a-z0-9_]+)")
 
 @pytest.fixture(scope="module")
 def monitored(index_dir, tmp_path_factory):
-    running = SearchServer(ServerConfig(
+    with serving(ServerConfig(
         index_dir=index_dir, port=0, device="cpu", drain_seconds=0.0, metrics_port=0,
-        recall_sample=1.0, feedback=FeedbackConfig(folder=tmp_path_factory.mktemp("fb"))))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+        recall_sample=1.0,
+        feedback=FeedbackConfig(folder=tmp_path_factory.mktemp("fb")))) as running:
+        yield running
 
 
 def exported(server: SearchServer) -> set[str]:

@@ -7,13 +7,13 @@ import grpc
 import pytest
 from visearch.v1 import search_pb2
 
-from server.app import SearchServer
 from server.client import SearchClient, text_request
 from server.config import ServerConfig
 from server.feedback.api import FeedbackRecorder
 from server.feedback.config import FeedbackConfig
 from server.feedback.log import FeedbackLog, log_files, read_log
 from server.feedback.stats import ClickStats
+from tests.server.conftest import serving
 from tests.server.test_metrics import scrape
 
 QUERY_KEYS = {"type", "time", "query_id", "kind", "index_version", "ids"}
@@ -22,13 +22,10 @@ QUERY_KEYS = {"type", "time", "query_id", "kind", "index_version", "ids"}
 @pytest.fixture(scope="module")
 def recording(index_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("feedback")
-    running = SearchServer(ServerConfig(index_dir=index_dir, port=0, device="cpu",
-                                        drain_seconds=0.0, metrics_port=0,
-                                        feedback=FeedbackConfig(folder=folder)))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+    with serving(ServerConfig(index_dir=index_dir, port=0, device="cpu",
+                              drain_seconds=0.0, metrics_port=0,
+                              feedback=FeedbackConfig(folder=folder))) as running:
+        yield running
 
 
 def test_feedback_is_logged_beside_the_answers_and_gives_ctr(recording, corpus):

@@ -13,19 +13,17 @@ from server.config import ServerConfig
 from server.feedback.config import FeedbackConfig
 from server.feedback.log import read_log
 from tests.conftest import run_visearch
+from tests.server.conftest import serving
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def logging_server(index_dir, tmp_path_factory):
-    running = SearchServer(ServerConfig(
+    with serving(ServerConfig(
         index_dir=index_dir, port=0, device="cpu", drain_seconds=0.0,
-        feedback=FeedbackConfig(folder=tmp_path_factory.mktemp("feedback"))))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+        feedback=FeedbackConfig(folder=tmp_path_factory.mktemp("feedback")))) as running:
+        yield running
 
 
 def events(server: SearchServer, query_id: str) -> list[tuple[str, int | None, int | None]]:

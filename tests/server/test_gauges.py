@@ -9,20 +9,17 @@ import faiss
 import pytest
 
 from index.store.directory import IndexDirectory
-from server.app import SearchServer
 from server.client import SearchClient
 from server.config import ServerConfig
+from tests.server.conftest import serving
 from tests.server.test_metrics import moved, scrape
 
 
 @pytest.fixture(scope="module")
 def gauged(index_dir):
-    running = SearchServer(ServerConfig(index_dir=index_dir, port=0, device="cpu",
-                                        drain_seconds=0.0, metrics_port=0))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+    with serving(ServerConfig(index_dir=index_dir, port=0, device="cpu",
+                              drain_seconds=0.0, metrics_port=0)) as running:
+        yield running
 
 
 def test_rerank_and_lookup_stages_count_each_answered_query(gauged, corpus):
@@ -64,10 +61,10 @@ def test_rpc_threads_search_with_one_faiss_thread():
     thread = threading.Thread(target=lambda: default.append(faiss.omp_get_max_threads()))
     thread.start()
     thread.join()
+    if default[0] == 1:
+        pytest.skip("one core: a fresh thread already gets one faiss thread")
     executor = TrackingExecutor(2)
     try:
         assert executor.submit(faiss.omp_get_max_threads).result() == 1
     finally:
         executor.shutdown()
-    if default[0] == 1:
-        pytest.skip("one core: a fresh thread already gets one faiss thread")

@@ -10,20 +10,8 @@ import pytest
 from cli.info import describe
 from cli.main import main as visearch
 from index.ann.search import Searcher
-from server.app import SearchServer
 from server.client import SearchClient
-from server.config import ServerConfig
 from server.index_info import defaults_fields
-
-
-@pytest.fixture(scope="module")
-def ivf_server(ivf_template):
-    running = SearchServer(ServerConfig(index_dir=ivf_template.path, port=0, device="cpu",
-                                        drain_seconds=0.0))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
 
 
 def test_info_reports_the_tuned_defaults_and_bytes(ivf_server, ivf_template):

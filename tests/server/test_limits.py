@@ -18,17 +18,6 @@ from server.config import ServerConfig, ServiceConfig
 from server.transport import PortInUseError
 
 
-@pytest.fixture(scope="module")
-def ivf_server(ivf_template):
-    """The synthetic IVF-PQ index (precomputed vectors, no model) behind a real server."""
-    running = SearchServer(ServerConfig(index_dir=ivf_template.path, port=0, device="cpu",
-                                        drain_seconds=0.0))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
-
-
 def test_candidates_to_rerank_are_bounded(ivf_server):
     with SearchClient(f"127.0.0.1:{ivf_server.port}") as client:
         started = time.perf_counter()

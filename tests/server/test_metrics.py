@@ -20,18 +20,16 @@ from server.client import SearchClient
 from server.config import ServerConfig
 from server.metrics import MetricsPortError
 from tests.conftest import ROOT, cli_env
+from tests.server.conftest import serving
 
 SEARCH = "VisualSearch/Search"
 
 
 @pytest.fixture(scope="module")
 def metered(index_dir):
-    running = SearchServer(ServerConfig(index_dir=index_dir, port=0, device="cpu",
-                                        drain_seconds=0.0, metrics_port=0))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+    with serving(ServerConfig(index_dir=index_dir, port=0, device="cpu",
+                              drain_seconds=0.0, metrics_port=0)) as running:
+        yield running
 
 
 def scrape(server: SearchServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -125,6 +123,6 @@ def test_log_format_json_writes_one_object_per_line():
                             env=cli_env(), cwd=ROOT, timeout=60, check=True)
     lines = [json.loads(line) for line in result.stderr.splitlines()]
     assert [(x["level"], x["message"]) for x in lines] == [("INFO", "first"),
-                                                          ("WARNING", "second 2")]
+                                                ("WARNING", "second 2")]
     assert set(lines[0]) >= {"time", "logger", "request_id", "method", "code", "duration_ms"}
     assert lines[0]["request_id"] is None

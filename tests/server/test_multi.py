@@ -22,6 +22,7 @@ from index.store.directory import IndexDirectory
 from server.app import SearchServer
 from server.client import SearchClient
 from server.config import ServerConfig
+from tests.server.conftest import serving
 from tests.synthetic import clustered, keys
 
 DIM = 32
@@ -72,11 +73,8 @@ def server(shards):
     dirs, _ = shards
     config = ServerConfig(index_dir=dirs[0].path, shard_dirs=tuple(d.path for d in dirs),
                           port=0, device="cpu", drain_seconds=0.0, follow_seconds=0)
-    running = SearchServer(config)
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+    with serving(config) as running:
+        yield running
 
 
 @pytest.fixture()

@@ -13,6 +13,7 @@ from index.ann.search import Searcher
 from server.app import SearchServer
 from server.client import SearchClient, vector_request
 from server.config import ServerConfig
+from tests.server.conftest import serving
 from tests.server.test_metrics import scrape
 from tests.synthetic import clustered
 
@@ -21,14 +22,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def watched(ivf_template):
-    running = SearchServer(ServerConfig(index_dir=ivf_template.path, port=0, device="cpu",
-                                        drain_seconds=0.0, metrics_port=0,
-                                        recall_sample=1.0, recall_per_second=10_000,
-                                        drift_window=300))
-    running.start()
-    running.load()
-    yield running
-    running.stop(grace=1)
+    with serving(ServerConfig(index_dir=ivf_template.path, port=0, device="cpu",
+                              drain_seconds=0.0, metrics_port=0,
+                              recall_sample=1.0, recall_per_second=10_000,
+                              drift_window=300)) as running:
+        yield running
 
 
 def settle(server: SearchServer) -> None:
@@ -45,7 +43,7 @@ def ask(server: SearchServer, queries: np.ndarray, **params: int) -> np.ndarray:
 
 
 def test_live_recall_reads_low_with_tiny_nprobe_and_matches_offline_eval(watched,
-                                                                         ivf_template):
+                                                               ivf_template):
     queries = clustered(21_000, 64, seed=0)[20_000:20_200]  # fresh points, corpus clusters
     low = ask(watched, queries, k=10, nprobe=1, refine_factor=1)
     high = ask(watched, queries, k=20, nprobe=512, refine_factor=16)
