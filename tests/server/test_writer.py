@@ -191,3 +191,45 @@ def test_sigkill_after_acknowledged_upserts_loses_nothing_and_doubles_nothing(tm
     finally:
         server.stop(grace=1)
     assert run_visearch("check", str(directory.path)).returncode == 0
+
+
+def test_a_ram_refine_store_index_re_ranks_written_rows_from_ram_too(tmp_path):
+    """An index built with ``--refine-store ram`` keeps re-ranking from its RAM copy when
+    served --writable: rows upserted after load are found and scored exactly, before and
+    after a publish (which grows the copy by the new rows only)."""
+    from index.ann.params import IndexOverrides
+    from index.ann.refine_store import RamStore
+
+    directory = IndexDirectory(tmp_path / "idx")
+    base = clustered(2000, DIM)
+    import_vectors(directory, base, keys(2000), precomputed_identity(DIM),
+                   IndexingOptions(progress=False, refine_store="ram",
+                                   overrides=IndexOverrides(spec="IVF16,PQ4")))
+    assert directory.manifest().index.refine_factor > 1
+    server = start(directory, writable=True, publish_every=10_000, publish_seconds=3600)
+    rng = np.random.default_rng(5)
+    try:
+        with SearchClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+            for round_ in range(2):
+                searcher = server.servicer.service.index.current
+                assert isinstance(searcher.store.base, RamStore)  # type: ignore[attr-defined]
+                fresh = clustered(3, DIM, seed=70 + round_)
+                ids = [u.id for u in client.upsert_vectors(
+                    [f"w{round_}-{i}" for i in range(3)], fresh)]
+                stored = fresh.astype(np.float16).astype(np.float32)
+                stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+                for vid, vector in zip(ids, stored, strict=True):
+                    q = vector + 0.05 * rng.standard_normal(DIM).astype(np.float32)
+                    top = client.search_vector(q, k=1).hits[0]
+                    assert top.id == vid
+                    assert top.score == pytest.approx(float(vector @ (q / np.linalg.norm(q))),
+                                                      abs=1e-5)
+                old = base[11] / np.linalg.norm(base[11])
+                assert client.search_vector(old, k=1).hits[0].score == pytest.approx(
+                    float(searcher.store.get(np.array([11]))[0] @ old), abs=1e-6)
+                assert server.live.publish() is not None  # type: ignore[union-attr]
+            published = server.servicer.service.index.current.store.base  # type: ignore[attr-defined]
+            assert isinstance(published, RamStore) and published.count == 2006
+            np.testing.assert_allclose(published.get(np.array(ids)), stored, atol=2e-3)
+    finally:
+        server.stop(grace=1)
