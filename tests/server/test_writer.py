@@ -197,14 +197,9 @@ def test_a_ram_refine_store_index_re_ranks_written_rows_from_ram_too(tmp_path):
     """An index built with ``--refine-store ram`` keeps re-ranking from its RAM copy when
     served --writable: rows upserted after load are found and scored exactly, before and
     after a publish (which grows the copy by the new rows only)."""
-    from index.ann.params import IndexOverrides
     from index.ann.refine_store import RamStore
 
-    directory = IndexDirectory(tmp_path / "idx")
-    base = clustered(2000, DIM)
-    import_vectors(directory, base, keys(2000), precomputed_identity(DIM),
-                   IndexingOptions(progress=False, refine_store="ram",
-                                   overrides=IndexOverrides(spec="IVF16,PQ4")))
+    directory, base = ivf_index(tmp_path / "idx", refine_store="ram")
     assert directory.manifest().index.refine_factor > 1
     server = start(directory, writable=True, publish_every=10_000, publish_seconds=3600)
     rng = np.random.default_rng(5)
@@ -233,3 +228,36 @@ def test_a_ram_refine_store_index_re_ranks_written_rows_from_ram_too(tmp_path):
             np.testing.assert_allclose(published.get(np.array(ids)), stored, atol=2e-3)
     finally:
         server.stop(grace=1)
+
+
+def ivf_index(path, **options) -> tuple[IndexDirectory, np.ndarray]:
+    """2,000 synthetic vectors in a tuned IVF-PQ index (refining)."""
+    from index.ann.params import IndexOverrides
+
+    directory = IndexDirectory(path)
+    vectors = clustered(2000, DIM)
+    import_vectors(directory, vectors, keys(2000), precomputed_identity(DIM),
+                   IndexingOptions(progress=False, overrides=IndexOverrides(spec="IVF16,PQ4"),
+                                   **options))
+    return directory, vectors
+
+
+def test_published_versions_say_the_count_their_tuning_was_measured_at(tmp_path):
+    from cli.info import describe
+
+    directory, _ = ivf_index(tmp_path / "idx")
+    built = directory.manifest().index
+    assert built.tuned_recall is not None and built.tuned_vectors == 2000
+    server = start(directory, writable=True, publish_every=10_000, publish_seconds=3600)
+    try:
+        with SearchClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+            client.upsert_vectors(["a", "b", "c"], clustered(3, DIM, seed=8))
+            assert server.live.publish() is not None  # type: ignore[union-attr]
+            info = client.info()
+    finally:
+        server.stop(grace=1)
+    published = directory.manifest()
+    assert published.live_count == 2003 and published.build["online"]
+    assert published.index == built  # carried as measured, with the count measured at
+    assert (int(info["vector_count"]), int(info["tuned_vector_count"])) == (2003, 2000)
+    assert "tuned at 2,000 vectors (now 2,003): 10-recall@10" in describe(info)[-2]
