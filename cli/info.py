@@ -58,10 +58,19 @@ def describe(info: dict[str, Any]) -> list[str]:
     else:
         k = info.get("tuned_k", 10)
         met = "met" if info["tuned_recall"] >= info.get("target_recall", 0) else "NOT met"
-        lines.append(f"search defaults: {settings}, tuned: {k}-recall@{k} "
+        lines.append(f"search defaults: {settings}, tuned{tuned_at(info)}: {k}-recall@{k} "
                      f"{info['tuned_recall']:.3f} on {info.get('tune_queries', 0)} sampled "
                      f"queries (target {info.get('target_recall', 0):.2f} {met})")
     store = info.get("rerank_store") or "mmap"
     lines.append(f"bytes per vector: {info.get('code_bytes', 0)} code + "
                  f"{info.get('rerank_bytes', 0)} re-rank store ({store}) + 8 id")
     return lines
+
+
+def tuned_at(info: dict[str, Any]) -> str:
+    """' at 2,000 vectors (now 2,006)': the count the recall was measured at, when known."""
+    tuned = int(info.get("tuned_vector_count", 0))
+    if not tuned:
+        return ""
+    now = int(info.get("vector_count", 0))
+    return f" at {tuned:,} vectors" + ("" if now == tuned else f" (now {now:,})")

@@ -1,5 +1,6 @@
 """More of what /metrics shows: the re-rank and catalog look-up stages of each answered
-query, and facts about the served index and the process's compute (read at scrape time).
+query, and the one scrape-time collector of facts about the served index, the model's
+queue and the process's compute.
 
 Kept beside server.metrics so that module stays the one interceptor and its counters.
 """
@@ -7,6 +8,7 @@ Kept beside server.metrics so that module stays the one interceptor and its coun
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Histogram
@@ -43,8 +45,13 @@ class StageObserver:
 
 
 class IndexGauges(Collector):
-    """The served version's deleted count, IVF lists and default nprobe; the model's
-    device and the thread counts of faiss and torch."""
+    """Everything /metrics tells about the served version, read at scrape time in one
+    place: its number, vectors, load time, deleted count, IVF lists and default nprobe
+    (all from one read of the handle, so one scrape never mixes two versions); the
+    micro-batcher's queue, the model's device and the thread counts of faiss and torch.
+
+    Registered with the server's metrics (server.metrics.Monitoring) before the index is
+    loaded: until then ``service()`` is None and it yields nothing."""
 
     def __init__(self, service: Callable[[], SearchService | None]):
         self._service = service
@@ -53,8 +60,20 @@ class IndexGauges(Collector):
         service = self._service()
         if service is None:
             return
-        searcher = service.index.current
+        handle = service.index
+        searcher, loaded_at = handle.current, handle.loaded_at
         m = searcher.manifest
+        yield GaugeMetricFamily("visearch_index_version", "served index version",
+                                value=m.version)
+        yield GaugeMetricFamily("visearch_index_vectors", "vectors in the served version",
+                                value=searcher.ntotal)
+        yield GaugeMetricFamily("visearch_index_loaded_timestamp_seconds",
+                                "when the served version was loaded or swapped in",
+                                value=datetime.fromisoformat(loaded_at).timestamp())
+        if service.model is not None:
+            yield GaugeMetricFamily("visearch_embed_queue_depth",
+                                    "queries waiting for the next model forward pass",
+                                    value=service.model.batcher.depth)
         yield GaugeMetricFamily("visearch_index_deleted",
                                 "images deleted from the catalog when the served version "
                                 "was published (stored - live)",

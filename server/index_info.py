@@ -21,5 +21,6 @@ def defaults_fields(searcher: Any) -> dict[str, object]:
     if index.tuned_recall is not None:
         fields.update(target_recall=index.target_recall or 0.0,
                       tuned_recall=index.tuned_recall, tuned_k=index.tuned_k or 0,
-                      tune_queries=index.tune_queries or 0)
+                      tune_queries=index.tune_queries or 0,
+                      tuned_vector_count=index.tuned_vectors or 0)
     return fields

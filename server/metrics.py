@@ -6,7 +6,7 @@ each unary call's method, status code and duration, and reads the per-stage
 Timings the service already puts in every SearchResponse (so the stages are
 recorded in one place and the service stays free of metrics code). State that
 only exists between requests (index version, queue depth) is read at scrape time
-by ``ServerCollector``. Labels are method names and status codes only: no paths,
+by ``server.gauges.IndexGauges``. Labels are method names and status codes only: no paths,
 keys or query text, so the number of series stays small and fixed.
 
 Each server has its own ``CollectorRegistry`` (several servers in one test process
@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -30,12 +29,13 @@ from prometheus_client import (
     ProcessCollector,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from visearch.v1 import search_pb2
 
 from common.errors import VisearchError
 from server.feedback.stats import ClickCollector
+from server.gauges import IndexGauges
 
 if TYPE_CHECKING:
     from server.config import ServerConfig
@@ -124,32 +124,6 @@ def short_method(full: str) -> str:
     return f"{service.rpartition('.')[2]}/{method}"
 
 
-class ServerCollector(Collector):
-    """Read at scrape time: the served index, the micro-batcher's queue, the model device."""
-
-    def __init__(self, service: Callable[[], SearchService | None]):
-        self._service = service
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        service = self._service()
-        if service is None:
-            return
-        searcher = service.index.current
-        yield GaugeMetricFamily("visearch_index_version", "served index version",
-                                value=searcher.manifest.version)
-        yield GaugeMetricFamily("visearch_index_vectors", "vectors in the served version",
-                                value=searcher.ntotal)
-        yield GaugeMetricFamily("visearch_index_loaded_timestamp_seconds",
-                                "when the served version was loaded or swapped in",
-                                value=datetime.fromisoformat(service.index.loaded_at).timestamp())
-        if service.model is not None:
-            yield GaugeMetricFamily("visearch_embed_queue_depth",
-                                    "queries waiting for the next model forward pass",
-                                    value=service.model.batcher.depth)
-
-
-
-
 class FeedbackLogCollector(Collector):
     """Entries the feedback log wrote, and those dropped because its queue was full."""
 
@@ -207,7 +181,7 @@ class Monitoring:
         if config.metrics_port is None:
             return cls()
         metrics = ServerMetrics()
-        metrics.registry.register(ServerCollector(service))
+        metrics.registry.register(IndexGauges(service))
         return cls(metrics, config.metrics_port,
                    OverloadProbe(busy, config.rpc_threads + config.max_queue), config)
 

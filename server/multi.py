@@ -17,9 +17,8 @@ from index.ann.multi import MultiSearcher, open_shards
 from index.ann.search import Searcher
 from index.store.contract import check_same_model, has_model
 from index.store.directory import IndexDirectory
-from index.store.manifest import utc_now
 from server.config import ServerConfig
-from server.runtime import IndexHandle, ModelSide
+from server.runtime import IndexHandle, ModelSide, ServedVersion
 from server.service import SearchService
 
 log = logging.getLogger("visearch.server")
@@ -43,15 +42,13 @@ class MultiIndexHandle(IndexHandle):
         return fields
 
 
-class ShardSlot:
+class ShardSlot(ServedVersion):
     """One shard of a MultiIndexHandle, shaped like an IndexHandle for VersionFollower."""
 
     def __init__(self, owner: MultiIndexHandle, shard: int):
+        super().__init__()
         self.owner = owner
         self.shard = shard
-        self.loaded_at = utc_now()
-        self.refused_version: int | None = None
-        self.refused_reason = ""
 
     @property
     def current(self) -> Searcher:
@@ -62,13 +59,8 @@ class ShardSlot:
             multi: MultiSearcher = self.owner.current  # type: ignore[assignment]
             previous = multi.shards[self.shard]
             self.owner.swap(multi.with_shard(self.shard, searcher))  # type: ignore[arg-type]
-            self.loaded_at = utc_now()
-            if (self.refused_version or 0) <= searcher.manifest.version:
-                self.refused_version, self.refused_reason = None, ""
+            self.swapped_in(searcher.manifest.version)
         return previous
-
-    def refuse(self, version: int, reason: str) -> None:
-        self.refused_version, self.refused_reason = version, reason
 
 
 def load_multi_service(config: ServerConfig) -> SearchService:

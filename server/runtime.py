@@ -63,7 +63,28 @@ class ModelSide:
         self.batcher.close(timeout=30)
 
 
-class IndexHandle:
+class ServedVersion:
+    """When the served version was swapped in, and a newer version that was refused and
+    why: the bookkeeping of one IndexHandle and of each shard of a multi-index server
+    (server.multi.ShardSlot), which VersionFollower drives through ``swap``/``refuse``."""
+
+    def __init__(self) -> None:
+        self.loaded_at = utc_now()
+        self.refused_version: int | None = None
+        self.refused_reason = ""
+
+    def swapped_in(self, version: int) -> None:
+        """``version`` is served from now on; a refusal it supersedes is forgotten."""
+        self.loaded_at = utc_now()
+        if (self.refused_version or 0) <= version:
+            self.refused_version, self.refused_reason = None, ""
+
+    def refuse(self, version: int, reason: str) -> None:
+        """Remember that ``version`` exists but was not loaded, and why."""
+        self.refused_version, self.refused_reason = version, reason
+
+
+class IndexHandle(ServedVersion):
     """The served index version, replaced by one reference assignment.
 
     Also what Info tells about it: when it was loaded, a newer version that was
@@ -71,11 +92,9 @@ class IndexHandle:
     """
 
     def __init__(self, searcher: Searcher):
+        super().__init__()
         self._current = searcher
         self._lock = threading.Lock()  # orders swaps; readers never take it
-        self.loaded_at = utc_now()
-        self.refused_version: int | None = None
-        self.refused_reason = ""
         self.advice = ""
         self.writable = False
 
@@ -88,14 +107,8 @@ class IndexHandle:
         requests already running keep using (close it once they are done)."""
         with self._lock:
             previous, self._current = self._current, searcher
-            self.loaded_at = utc_now()
-            if (self.refused_version or 0) <= searcher.manifest.version:
-                self.refused_version, self.refused_reason = None, ""
+            self.swapped_in(searcher.manifest.version)
         return previous
-
-    def refuse(self, version: int, reason: str) -> None:
-        """Remember that ``version`` exists but was not loaded, and why."""
-        self.refused_version, self.refused_reason = version, reason
 
     def info_fields(self) -> dict[str, object]:
         """The InfoResponse fields about the served version beyond its manifest."""

@@ -186,9 +186,8 @@ class VisualSearchServicer(search_pb2_grpc.VisualSearchServicer):
         service = self._service(context)
         try:
             searcher = service.index.current
-            root = None if service.config.absolute_paths else searcher.root
-            thumb = thumbnail(searcher.catalog, request.id, request.size,
-                              service.config.limits, self.thumbs, root)
+            thumb = thumbnail(searcher, request.id, request.size, service.config.limits,
+                              self.thumbs, absolute=service.config.absolute_paths)
         except Exception as exc:  # noqa: BLE001 - every error becomes a status code
             context.abort(*status_for(exc))
         return search_pb2.ThumbnailResponse(jpeg=thumb.jpeg, path=thumb.path)

@@ -17,14 +17,16 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import VisearchError
 from common.paths import display_path
 from embedder.config import DecodeLimits
 from embedder.decode import ImageDecodeError, decode_image
 from index.ann.query import InvalidQueryError
-from index.store.catalog import Catalog
-from index.store.roots import relative_to
+
+if TYPE_CHECKING:
+    from index.ann.search import Searcher
 
 log = logging.getLogger("visearch.server")
 
@@ -139,10 +141,11 @@ class ThumbnailCache:
         return self._total
 
 
-def thumbnail(catalog: Catalog, row_id: int, size: int, limits: DecodeLimits,
-              cache: ThumbnailCache, root: str | None = None) -> Thumbnail:
-    """The thumbnail of a live id of ``catalog``; its path (in errors too) is shown below
-    ``root`` (the build root; None: absolute).
+def thumbnail(searcher: Searcher, row_id: int, size: int, limits: DecodeLimits,
+              cache: ThumbnailCache, absolute: bool = False) -> Thumbnail:
+    """The thumbnail of a live id of ``searcher``; its path (in errors too) is shown as
+    the searcher shows the id's hits (``shown_paths``: below the build root unless
+    ``absolute``; on a multi-index server below the root of the id's own shard).
 
     Raises:
         UnknownIdError: not a live id. InvalidQueryError: size out of range.
@@ -152,10 +155,10 @@ def thumbnail(catalog: Catalog, row_id: int, size: int, limits: DecodeLimits,
     from server.like import UnknownIdError
 
     size = check_size(size)
-    record = catalog.live_record(row_id)
+    record = searcher.catalog.live_record(row_id)
     if record is None:
         raise UnknownIdError(f"id {row_id} is not in the index")
-    shown = display_path(relative_to(record.path, root))
+    shown = display_path(searcher.shown_paths([row_id], absolute).get(row_id, record.path))
     cached = cache.get(record.sha256, size)
     if cached is not None:
         return Thumbnail(cached, shown)

@@ -1,4 +1,4 @@
-"""With metrics on: the re-rank and look-up stage observer, the index gauges, and the
+"""With metrics on: the re-rank and look-up stage observer and the
 query observers the configuration asks for, with their metrics: drift (on unless
 --drift-window 0) and live recall (--recall-sample). Started once the service is
 loaded, so server.metrics itself never imports faiss or the drift math."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.config import ServerConfig
-from server.gauges import IndexGauges, StageObserver
+from server.gauges import StageObserver
 from server.metrics import ServerMetrics
 from server.service import SearchService
 
@@ -16,7 +16,6 @@ from server.service import SearchService
 def watch_queries(config: ServerConfig, service: SearchService,
                   metrics: ServerMetrics) -> list[Any]:
     registry = metrics.registry
-    registry.register(IndexGauges(lambda: service))
     observers: list[Any] = [StageObserver(metrics.stage)]
     if config.drift_window > 0:
         from server.drift import DriftCollector, DriftConfig, DriftTracker

@@ -248,7 +248,16 @@ class OnlineWriter:
     # --- publishing -------------------------------------------------------
 
     def publish(self) -> int | None:
-        """Publish the in-memory index as a new version if writes are pending; its number."""
+        """Publish the in-memory index as a new version if writes are pending; its number.
+
+        The search defaults (nprobe, refine) and the recall tuned for them are carried
+        unchanged, with ``tuned_vectors`` still the count they were measured at (Info:
+        "tuned at N vectors (now M)"). Re-tuning here would be an exact search over every
+        vector under the write lock at every publish, and would move the defaults (and
+        latency) of every server following this directory between two writes; the trained
+        index is the same, so the measurement stays a fair guide until `visearch build`
+        or `visearch eval --apply` tunes again, which is the user's call.
+        """
         with self._lock:
             if not self.pending:
                 return None

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from index.ann.query import Hits, SearchParams
+from index.ann.refine_store import RamStore
 from index.ann.search import Searcher
 from index.store.directory import IndexDirectory
 from index.store.vectors import VectorStore
@@ -61,10 +62,16 @@ class ReadWriteLock:
 
 class LiveStore(VectorStore):
     """The stored vectors of a version plus those written after it, which are the ids from
-    ``base.count`` on, in order (the writer allocates them one after another)."""
+    ``base.count`` on, in order (the writer allocates them one after another).
+
+    The version's rows are read from ``base`` whatever it is, so an index whose manifest
+    chose the in-RAM re-rank store (index.ann.refine_store) re-ranks from RAM here too;
+    written rows are in RAM (float32, as stored) until a publish moves them to ``base``.
+    """
 
     def __init__(self, base: VectorStore):  # adopts ``base``; no super().__init__
         self.__dict__.update(base.__dict__)
+        self.base = base
         self.base_count = base.count
         self._extra = np.zeros((0, base.dim), dtype=np.float32)
 
@@ -78,11 +85,11 @@ class LiveStore(VectorStore):
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         new = ids >= self.base_count
         if not new.any():
-            return super().get(ids)
+            return self.base.get(ids)
         if ids.max() >= self.count:
             raise IndexError(f"vector ids out of range 0..{self.count - 1}")
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        out[~new] = super().get(ids[~new])
+        out[~new] = self.base.get(ids[~new])
         out[new] = self._extra[ids[new] - self.base_count]
         return out
 
@@ -92,8 +99,9 @@ class LiveSearcher(Searcher):
 
     fixed_index = False  # written in place: no GPU copy (it would go stale), no mmap
 
-    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None):
-        super().__init__(directory, version)
+    def __init__(self, directory: IndexDirectory | str | Path, version: int | None = None,
+                 *, refine_store: str | None = None):
+        super().__init__(directory, version, refine_store=refine_store)
         self.store: LiveStore = LiveStore(self.store)
         self.lock = ReadWriteLock()
 
@@ -117,6 +125,10 @@ class LiveSearcher(Searcher):
                 self.index.add_with_ids(np.ascontiguousarray(vectors, np.float32), ids)
 
     def rebase(self, store: VectorStore) -> None:
-        """After a publish the shards hold every written vector: drop the in-memory copies."""
+        """After a publish the shards hold every written vector: drop the in-memory copies
+        (with the in-RAM re-rank store, they join its copy: only the new rows are read)."""
+        previous = self.store.base
+        if isinstance(previous, RamStore):
+            store = RamStore(store, previous)  # outside the lock: searches go on meanwhile
         with self.lock.writing():
             self.store = LiveStore(store)

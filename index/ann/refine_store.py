@@ -19,20 +19,26 @@ class RamStore(VectorStore):
     """The stored vectors of one version, copied into one float16 array indexed by id.
 
     Rows removed by compaction (deleted ids) are zero; the index never returns them.
+    ``previous``, a copy of an earlier state of the same ids (a live index's version
+    before it published its writes), is reused: only the ids beyond it are read.
     """
 
-    def __init__(self, base: VectorStore):  # adopts ``base``; no super().__init__
-        self.__dict__.update(base.__dict__)
+    def __init__(self, base: VectorStore, previous: RamStore | None = None):
+        self.__dict__.update(base.__dict__)  # adopts ``base``; no super().__init__
         rows = np.zeros((base.count, base.dim), dtype=np.float16)
         norms = np.ones(base.count, dtype=np.float32)
-        for start in range(0, base.count, 65536):
+        first = 0
+        if previous is not None:
+            first = min(previous.count, base.count)
+            rows[:first], norms[:first] = previous._rows[:first], previous._norms[:first]
+        for start in range(first, base.count, 65536):
             ids = np.arange(start, min(base.count, start + 65536), dtype=np.int64)
             held = _held(base, ids)
             chunk = base.raw(ids[held], np.float32)
             rows[ids[held]] = chunk
             norms[ids[held]] = np.maximum(np.linalg.norm(chunk, axis=1), 1e-12)
-        self._rows = rows
-        self._norms = norms
+        self._rows: np.ndarray = rows
+        self._norms: np.ndarray = norms
 
     @property
     def nbytes(self) -> int:

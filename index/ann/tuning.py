@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import faiss
@@ -76,6 +76,7 @@ class Tuned:
     trials: tuple[Trial, ...]
     seconds: float
     capped: bool = False  # the time cap ended the search before the ladder did
+    vectors: int = 0  # vectors the tuned version held (0: not known)
 
     def summary(self) -> str:
         probe = "" if self.nprobe is None else f"nprobe {self.nprobe}, "
@@ -205,14 +206,16 @@ def tune_searcher(searcher: Searcher, config: TuneConfig = TuneConfig()) -> Tune
     nlist = searcher.manifest.index.nlist if searcher.is_ivf else None
     if nlist is not None:
         nlist = min(nlist, ann.ivf_of(searcher.index).nlist)
-    return tune(searcher.search_unit, queries, query_ids, truth, nlist, config)
+    tuned = tune(searcher.search_unit, queries, query_ids, truth, nlist, config)
+    return replace(tuned, vectors=len(held))
 
 
 def tuned_fields(tuned: Tuned) -> dict[str, Any]:
     """The manifest's IndexSettings fields a tuning result sets."""
     return {"default_nprobe": tuned.nprobe, "refine_factor": tuned.refine,
             "target_recall": tuned.target, "tuned_recall": round(tuned.recall, 4),
-            "tuned_k": tuned.k, "tune_queries": tuned.queries}
+            "tuned_k": tuned.k, "tune_queries": tuned.queries,
+            "tuned_vectors": tuned.vectors or None}
 
 
 def defaults_note(manifest: Manifest) -> str:

@@ -85,7 +85,7 @@ def settings_for(n: int, dim: int, previous: Manifest | None,
         settings = replace(settings, default_nprobe=old.default_nprobe,
                            refine_factor=old.refine_factor, target_recall=old.target_recall,
                            tuned_recall=old.tuned_recall, tuned_k=old.tuned_k,
-                           tune_queries=old.tune_queries)
+                           tune_queries=old.tune_queries, tuned_vectors=old.tuned_vectors)
     if previous is not None:
         settings = replace(settings, refine_store=previous.index.refine_store)
     return settings
@@ -178,7 +178,7 @@ def publish_index(directory: IndexDirectory, catalog: Catalog, identity: ModelId
     elif settings.tuned_recall is not None:
         # Defaults carried from the last build stay; its measurement was of another index.
         manifest = replace(manifest, index=replace(settings, tuned_recall=None, tuned_k=None,
-                                                   tune_queries=None))
+                                                   tune_queries=None, tuned_vectors=None))
     directory.publish(manifest, write or (lambda path: _write_index(index, path)))
     stack.close()
     return IndexingResult(manifest, True, not reusable, time.perf_counter() - start, device,

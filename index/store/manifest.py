@@ -43,6 +43,10 @@ class IndexSettings:
     tuned_recall: float | None = None
     tuned_k: int | None = None
     tune_queries: int | None = None
+    # The vectors the version that was tuned held. A --writable server's publishes carry
+    # the tuning of the version it loaded while the count moves on (server.writer), so
+    # Info says what count the recall above was measured at. None: not tuned, or older.
+    tuned_vectors: int | None = None
     # Where exact re-ranking reads its vectors: "mmap" (the float16 shards, paged in by the
     # OS: least RAM) or "ram" (a float16 copy loaded with the version: fastest).
     refine_store: str = "mmap"

@@ -4,6 +4,7 @@ scraped from a real server over the untrained tiny model."""
 from __future__ import annotations
 
 import threading
+import urllib.request
 
 import faiss
 import pytest
@@ -68,3 +69,25 @@ def test_rpc_threads_search_with_one_faiss_thread():
         assert executor.submit(faiss.omp_get_max_threads).result() == 1
     finally:
         executor.shutdown()
+
+
+SERVED_FACTS = {"visearch_index_version", "visearch_index_vectors",
+                "visearch_index_loaded_timestamp_seconds", "visearch_embed_queue_depth",
+                "visearch_index_deleted", "visearch_index_nlist", "visearch_index_default_nprobe",
+                "visearch_model_device", "visearch_faiss_threads", "visearch_torch_threads"}
+
+
+def test_one_collector_reads_the_served_version_and_each_fact_appears_once(gauged):
+    """The served version's facts come from one scrape-time collector (one read of the
+    handle), and /metrics names each of them exactly once."""
+    from server.gauges import IndexGauges
+
+    service = gauged.servicer.service
+    assert {family.name for family in IndexGauges(lambda: service).collect()} == SERVED_FACTS
+    assert list(IndexGauges(lambda: None).collect()) == []  # before the index is loaded
+    assert gauged.metrics_endpoint is not None
+    url = f"http://127.0.0.1:{gauged.metrics_endpoint.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        types = [line.split()[2] for line in response.read().decode().splitlines()
+                 if line.startswith("# TYPE ")]
+    assert sorted(name for name in types if name in SERVED_FACTS) == sorted(SERVED_FACTS)

@@ -24,6 +24,7 @@ def test_info_reports_the_tuned_defaults_and_bytes(ivf_server, ivf_template):
     assert info["tuned_recall"] == pytest.approx(index.tuned_recall, abs=1e-6)
     assert info["target_recall"] == pytest.approx(0.95, abs=1e-6)
     assert info["tuned_k"] == 10 and info["tune_queries"] == index.tune_queries == 300
+    assert int(info["tuned_vector_count"]) == index.tuned_vectors == 20_000  # all it holds
     # SQ8: one byte per dimension; re-rank rows are the float16 shards, memory-mapped.
     assert (info["code_bytes"], info["rerank_bytes"], info["rerank_store"]) == (64, 128, "mmap")
 
@@ -34,7 +35,8 @@ def test_info_command_prints_them(ivf_server, ivf_template, capsys):
     assert visearch(["info", "--server", address]) == 0
     text = capsys.readouterr().out
     verdict = "met" if index.tuned_recall >= 0.95 else "NOT met"
-    assert (f"nprobe {index.default_nprobe}, refine {index.refine_factor}, tuned: "
+    assert (f"nprobe {index.default_nprobe}, refine {index.refine_factor}, tuned at 20,000 "
+            f"vectors: "
             f"10-recall@10 {index.tuned_recall:.3f} on 300 sampled queries (target 0.95 "
             f"{verdict})") in text
     assert "bytes per vector: 64 code + 128 re-rank store (mmap) + 8 id" in text

@@ -259,3 +259,25 @@ def test_ivf_pq_pages_over_shards_concatenate_to_the_unpaged_ranking(tmp_path):
         assert paged == unpaged
         assert len(set(paged)) == len(paged)
     multi.close()
+
+
+def test_multi_index_paths_and_thumbnails_are_shown_as_one_index_shows_them(
+        tmp_path, index_dir, corpus):
+    """Two copies of the image index (untrained tiny model) served together: hits and
+    thumbnails show each shard's paths below its build root, as the one-index server
+    does, never the server's absolute paths."""
+    import shutil
+
+    copies = [shutil.copytree(index_dir, tmp_path / f"copy{i}") for i in range(2)]
+    shown = []
+    for dirs in (copies[:1], copies):
+        config = ServerConfig(index_dir=copies[0], shard_dirs=tuple(dirs) if len(dirs) > 1
+                              else (), port=0, device="cpu", drain_seconds=0.0)
+        with serving(config) as running, \
+                SearchClient(f"127.0.0.1:{running.port}", timeout=30) as client:
+            hits = client.search_image(corpus[3], k=len(dirs)).hits
+            shown.append([(h.id, h.path, client.thumbnail(h.id, 32)[1]) for h in hits])
+    (alone,), together = shown
+    assert alone[1] == alone[2] == corpus[3].name  # one index: below its build root
+    assert sorted(together) == [(alone[0], alone[1], alone[1]),
+                                ((1 << SHARD_SHIFT) | alone[0], alone[1], alone[1])]

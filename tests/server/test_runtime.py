@@ -80,3 +80,22 @@ def test_requests_during_swaps_each_see_one_version(tmp_path):
             assert len(result.hits) == min(limit, len(result.hits))  # type: ignore[union-attr]
         assert len(results[1].hits) == limit  # type: ignore[union-attr]  # k=100: every vector
     assert versions == {1, 2}
+
+
+def test_a_refusal_is_kept_until_that_version_or_a_newer_one_is_swapped_in(tmp_path):
+    """The same bookkeeping for the one handle and for each shard of a multi-index server."""
+    from index.ann.multi import MultiSearcher
+    from server.multi import MultiIndexHandle
+
+    first, second = two_versions(tmp_path)
+    multi = MultiIndexHandle(MultiSearcher([Searcher(first.directory, 1)]))
+    for handle in (IndexHandle(first), multi.slots[0]):
+        loaded = handle.loaded_at
+        handle.refuse(2, "another model")
+        handle.swap(first)  # an older version: the refusal still stands
+        assert (handle.refused_version, handle.refused_reason) == (2, "another model")
+        handle.swap(second)
+        assert (handle.refused_version, handle.refused_reason) == (None, "")
+        assert handle.loaded_at >= loaded
+    shard = multi.info_fields()["shards"][0]  # type: ignore[index]
+    assert shard["refused_version"] == 0 and shard["index_version"] == 2

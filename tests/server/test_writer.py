@@ -191,3 +191,73 @@ def test_sigkill_after_acknowledged_upserts_loses_nothing_and_doubles_nothing(tm
     finally:
         server.stop(grace=1)
     assert run_visearch("check", str(directory.path)).returncode == 0
+
+
+def test_a_ram_refine_store_index_re_ranks_written_rows_from_ram_too(tmp_path):
+    """An index built with ``--refine-store ram`` keeps re-ranking from its RAM copy when
+    served --writable: rows upserted after load are found and scored exactly, before and
+    after a publish (which grows the copy by the new rows only)."""
+    from index.ann.refine_store import RamStore
+
+    directory, base = ivf_index(tmp_path / "idx", refine_store="ram")
+    assert directory.manifest().index.refine_factor > 1
+    server = start(directory, writable=True, publish_every=10_000, publish_seconds=3600)
+    rng = np.random.default_rng(5)
+    try:
+        with SearchClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+            for round_ in range(2):
+                searcher = server.servicer.service.index.current
+                assert isinstance(searcher.store.base, RamStore)  # type: ignore[attr-defined]
+                fresh = clustered(3, DIM, seed=70 + round_)
+                ids = [u.id for u in client.upsert_vectors(
+                    [f"w{round_}-{i}" for i in range(3)], fresh)]
+                stored = fresh.astype(np.float16).astype(np.float32)
+                stored /= np.linalg.norm(stored, axis=1, keepdims=True)
+                for vid, vector in zip(ids, stored, strict=True):
+                    q = vector + 0.05 * rng.standard_normal(DIM).astype(np.float32)
+                    top = client.search_vector(q, k=1).hits[0]
+                    assert top.id == vid
+                    assert top.score == pytest.approx(float(vector @ (q / np.linalg.norm(q))),
+                                                      abs=1e-5)
+                old = base[11] / np.linalg.norm(base[11])
+                assert client.search_vector(old, k=1).hits[0].score == pytest.approx(
+                    float(searcher.store.get(np.array([11]))[0] @ old), abs=1e-6)
+                assert server.live.publish() is not None  # type: ignore[union-attr]
+            published = server.servicer.service.index.current.store.base  # type: ignore[attr-defined]
+            assert isinstance(published, RamStore) and published.count == 2006
+            np.testing.assert_allclose(published.get(np.array(ids)), stored, atol=2e-3)
+    finally:
+        server.stop(grace=1)
+
+
+def ivf_index(path, **options) -> tuple[IndexDirectory, np.ndarray]:
+    """2,000 synthetic vectors in a tuned IVF-PQ index (refining)."""
+    from index.ann.params import IndexOverrides
+
+    directory = IndexDirectory(path)
+    vectors = clustered(2000, DIM)
+    import_vectors(directory, vectors, keys(2000), precomputed_identity(DIM),
+                   IndexingOptions(progress=False, overrides=IndexOverrides(spec="IVF16,PQ4"),
+                                   **options))
+    return directory, vectors
+
+
+def test_published_versions_say_the_count_their_tuning_was_measured_at(tmp_path):
+    from cli.info import describe
+
+    directory, _ = ivf_index(tmp_path / "idx")
+    built = directory.manifest().index
+    assert built.tuned_recall is not None and built.tuned_vectors == 2000
+    server = start(directory, writable=True, publish_every=10_000, publish_seconds=3600)
+    try:
+        with SearchClient(f"127.0.0.1:{server.port}", timeout=30) as client:
+            client.upsert_vectors(["a", "b", "c"], clustered(3, DIM, seed=8))
+            assert server.live.publish() is not None  # type: ignore[union-attr]
+            info = client.info()
+    finally:
+        server.stop(grace=1)
+    published = directory.manifest()
+    assert published.live_count == 2003 and published.build["online"]
+    assert published.index == built  # carried as measured, with the count measured at
+    assert (int(info["vector_count"]), int(info["tuned_vector_count"])) == (2003, 2000)
+    assert "tuned at 2,000 vectors (now 2,003): 10-recall@10" in describe(info)[-2]

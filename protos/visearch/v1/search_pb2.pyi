@@ -162,7 +162,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text", "loaded_at", "refused_version", "refused_reason", "writable", "index_advice", "shards", "target_recall", "tuned_recall", "tuned_k", "tune_queries", "code_bytes", "rerank_bytes", "rerank_store", "pid", "process_index", "processes")
+    __slots__ = ("model", "pretrained", "untrained", "weights_sha256", "dim", "vector_count", "index_spec", "exact", "default_nprobe", "refine_factor", "build_time", "format_version", "index_version", "device", "max_k", "accepts_images_and_text", "loaded_at", "refused_version", "refused_reason", "writable", "index_advice", "shards", "target_recall", "tuned_recall", "tuned_k", "tune_queries", "code_bytes", "rerank_bytes", "rerank_store", "pid", "process_index", "processes", "tuned_vector_count")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PRETRAINED_FIELD_NUMBER: _ClassVar[int]
     UNTRAINED_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,7 @@ class InfoResponse(_message.Message):
     PID_FIELD_NUMBER: _ClassVar[int]
     PROCESS_INDEX_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    TUNED_VECTOR_COUNT_FIELD_NUMBER: _ClassVar[int]
     model: str
     pretrained: str
     untrained: bool
@@ -227,7 +228,8 @@ class InfoResponse(_message.Message):
     pid: int
     process_index: int
     processes: int
-    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ..., writable: _Optional[bool] = ..., index_advice: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., target_recall: _Optional[float] = ..., tuned_recall: _Optional[float] = ..., tuned_k: _Optional[int] = ..., tune_queries: _Optional[int] = ..., code_bytes: _Optional[int] = ..., rerank_bytes: _Optional[int] = ..., rerank_store: _Optional[str] = ..., pid: _Optional[int] = ..., process_index: _Optional[int] = ..., processes: _Optional[int] = ...) -> None: ...
+    tuned_vector_count: int
+    def __init__(self, model: _Optional[str] = ..., pretrained: _Optional[str] = ..., untrained: _Optional[bool] = ..., weights_sha256: _Optional[str] = ..., dim: _Optional[int] = ..., vector_count: _Optional[int] = ..., index_spec: _Optional[str] = ..., exact: _Optional[bool] = ..., default_nprobe: _Optional[int] = ..., refine_factor: _Optional[int] = ..., build_time: _Optional[str] = ..., format_version: _Optional[int] = ..., index_version: _Optional[int] = ..., device: _Optional[str] = ..., max_k: _Optional[int] = ..., accepts_images_and_text: _Optional[bool] = ..., loaded_at: _Optional[str] = ..., refused_version: _Optional[int] = ..., refused_reason: _Optional[str] = ..., writable: _Optional[bool] = ..., index_advice: _Optional[str] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., target_recall: _Optional[float] = ..., tuned_recall: _Optional[float] = ..., tuned_k: _Optional[int] = ..., tune_queries: _Optional[int] = ..., code_bytes: _Optional[int] = ..., rerank_bytes: _Optional[int] = ..., rerank_store: _Optional[str] = ..., pid: _Optional[int] = ..., process_index: _Optional[int] = ..., processes: _Optional[int] = ..., tuned_vector_count: _Optional[int] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
     __slots__ = ("path", "index_version", "vector_count", "index_spec", "id_base", "loaded_at", "refused_version", "refused_reason")

@@ -53,10 +53,12 @@ def test_recall_leaves_the_query_itself_out():
 
 def test_old_manifests_without_tuning_fields_still_load(ivf_template):
     data = json.loads(json.dumps(ivf_template.manifest().to_json()))
-    for name in ("target_recall", "tuned_recall", "tuned_k", "tune_queries", "refine_store"):
+    for name in ("target_recall", "tuned_recall", "tuned_k", "tune_queries", "refine_store",
+                 "tuned_vectors"):
         data["index"].pop(name)
     old = Manifest.from_json(data)
     assert old.index.tuned_recall is None and old.index.refine_store == "mmap"
+    assert old.index.tuned_vectors is None
     assert old.bytes_per_vector()["code"] == 64  # SQ8 over 64 dimensions
 
 
