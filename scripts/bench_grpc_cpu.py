@@ -132,7 +132,8 @@ def compare_cpu(index_dir: Path, queries: Sequence[Any], requests: Sequence[Any]
         pinned = [] if len(os.sched_getaffinity(0)) < 2 else [
             f"--cpus {max(os.sched_getaffinity(0))}"]
         for name in ["default", *pinned]:
-            with server_process(index_dir, work, device, extra=name.split()[1:]) as target:
+            extra = [] if name == "default" else name.split()
+            with server_process(index_dir, work, device, extra=extra) as target:
                 servers[name] = served_costs(target, requests)
     finally:
         service.close()

@@ -5,7 +5,8 @@ worker thread and back, each hand-off a futex wake-up; when the two run on diffe
 cores, or where a client on the same machine just ran, the search runs on a cold core.
 Measured on 2 cores (docs/measurements.md, section 3): the server-side service time of
 an embedding query drops from in-process + 0.12 ms to in-process + 0.07 ms, and the
-server spends ~10% less CPU per call, with the server kept on one core. The model's
+server spends ~10% less CPU per call, with the server kept on one core; on a machine
+busy with other work the gain can vanish (a pinned thread cannot leave a taken core). The model's
 batched forward pass gets only these cores too, so this is for servers that answer
 mostly embedding queries, or for giving each of ``--processes N`` a core of its own.
 """
