@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":  # run alone: the same imports bench.py arranges
     sys.path[:0] = [str(ROOT), str(ROOT / "protos"), str(ROOT / "scripts")]
 
+import bench_grpc_cpu  # noqa: E402
 import bench_grpc_procs  # noqa: E402
 import numpy as np  # noqa: E402
 from bench_common import Section, latencies_ms, pct, table  # noqa: E402
@@ -50,14 +51,14 @@ ROUNDS = 3  # alternating in-process / gRPC QPS rounds; medians are reported
 
 
 @contextmanager
-def server_process(index_dir: Path, work: Path, device: str, processes: int = 1
-                   ) -> Iterator[str]:
+def server_process(index_dir: Path, work: Path, device: str, processes: int = 1,
+                   extra: Sequence[str] = ()) -> Iterator[str]:
     """`visearch serve` in its own process(es), as deployed; yields host:port."""
     port_file = work / f"port-{index_dir.name}-{processes}"
     port_file.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", str(index_dir),
                              "--port", "0", "--port-file", str(port_file), "--device", device,
-                             "--processes", str(processes)],
+                             "--processes", str(processes), *extra],
                             cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -190,6 +191,9 @@ def run(vector_index: Path, image_index: Path, image_files: list[Path], count: i
     procs = bench_grpc_procs.compare_processes(
         vector_index, vectors, [to_request(q) for q in vectors], work, device, threads,
         PROCESS_COUNTS, CLIENT_PROCESSES)
+    requests = [to_request(q) for q in vectors]
+    cpu = bench_grpc_cpu.compare_cpu(vector_index, vectors * bench_grpc_cpu.REPEATS,
+                                     requests * bench_grpc_cpu.REPEATS, work, device)
     rows = [[r["kind"], r["local_p50"], r["grpc_p50"], r["p50_overhead_ms"], r["empty_rpc_p50"],
              r["server_side_p50"],
              r["local_p99"], r["grpc_p99"], r["grpc_p99_over_p50"], r["local_qps"], r["grpc_qps"],
@@ -221,11 +225,19 @@ def run(vector_index: Path, image_index: Path, image_files: list[Path], count: i
         table(["server", f"QPS in-process ({threads} threads)",
                f"QPS gRPC ({threads} connections)", "QPS ratio"],
               bench_grpc_procs.rows(procs)),
+        f"CPU per call (embedding queries; server CPU from /proc over every thread, client "
+        f"CPU of this process's {bench_grpc_cpu.CLIENTS} client threads): unlike wall QPS, "
+        f"not blurred by other work on a shared machine. The two *bound* columns are the "
+        f"QPS ratio the CPU cost allows (in-process CPU / CPU per served call), with the "
+        f"clients on other machines and on these cores. SearchBatch is a different call "
+        f"(many queries per RPC): its per-query cost shows what batching amortises, it does "
+        f"not replace the unary target. *--cpus* keeps the server on one core.",
+        table(bench_grpc_cpu.HEADERS, bench_grpc_cpu.rows(cpu)),
         "Targets:",
         table(["goal", "measured", "target", ""], goals),
     ])
     return Section("gRPC overhead", markdown, {"rows": results, "processes": procs,
-                                               "targets": goals})
+                                               "cpu": cpu, "targets": goals})
 
 
 def prepare(work: Path) -> tuple[Path, Path, list[Path]]:

@@ -307,6 +307,10 @@ def reload_tokens_on_sighup(policy: AuthPolicy | None) -> Callable[[], None]:
 def serve(config: ServerConfig, http: WebConfig | None = None) -> int:
     """Run until SIGTERM or SIGINT; 0 after a graceful stop. With ``http``, the web page
     and JSON API run in a thread too (server/web), stopped first at shutdown."""
+    if config.cpus:  # before gRPC and the model start threads (server.affinity)
+        from server.affinity import pin_process
+
+        pin_process(config.cpus)
     server = SearchServer(config)
     server.start()
     web = None

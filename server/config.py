@@ -116,3 +116,5 @@ class ServerConfig:
     # One of `--processes N` read-only servers sharing the port (server.processes).
     process_index: int = 0
     processes: int = 1
+    # Cores this server's threads stay on (server.affinity, `--cpus`); (): no pinning.
+    cpus: tuple[int, ...] = ()

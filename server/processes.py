@@ -80,8 +80,11 @@ def child_configs(config: ServerConfig, processes: int, port: int, folder: Path
             return None
         return 0 if config.metrics_port == 0 else config.metrics_port + i
 
+    from server.affinity import share
+
     return [replace(config, port=port, port_file=folder / f"ready-{i}", process_index=i,
-                    processes=processes, metrics_port=metrics_port(i))
+                    processes=processes, metrics_port=metrics_port(i),
+                    cpus=share(config.cpus, i, processes))
             for i in range(processes)]
 
 

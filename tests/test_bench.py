@@ -30,6 +30,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         assert row["batch_ratio"] > 0 and 0 <= row["recall_at_10"] <= 1
     for row in data["gRPC overhead"]["rows"]:
         assert row["grpc_p50"] > 0 and row["local_p50"] > 0
+    cpu = data["gRPC overhead"]["cpu"]  # CPU per call, unpinned and (2+ cores) --cpus
+    assert cpu["local"]["cpu_ms"] > 0 and cpu["servers"]["default"]["search_server_ms"] > 0
     recall = data["Recall by default"]["rows"]
     assert {r["distribution"] for r in recall} == {"clustered", "clip-cone"}
     for row in recall:  # the build tuned it, and the table says whether its target is met
