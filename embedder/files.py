@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.errors import VisearchError
 from common.paths import not_regular
+from embedder.chunks import chunk_plan, cut
 from embedder.config import MIB
 from embedder.decode import ImageDecodeError
 from embedder.inputs import ModelInput
@@ -59,7 +60,9 @@ class DecodedBatch:
     """Files of one batch in input order; ``pixels`` holds a row per file without error."""
 
     files: list[DecodedFile]
-    pixels: torch.Tensor  # uint8 from a PixelPlan (normalised by the encoder), else float
+    # uint8 (N, 3, H, W) from a PixelPlan, channels-last strides (normalised by the
+    # encoder), else float model inputs
+    pixels: torch.Tensor
 
     @property
     def ok(self) -> list[DecodedFile]:
@@ -77,8 +80,8 @@ class DecodedBatch:
 @dataclass
 class FetchedBatch:
     """What a worker sends back for one batch: positions in the file list, hashes,
-    failures, and the pixels of the files without failure (uint8 array, or float model
-    inputs without a PixelPlan)."""
+    failures, and the pixels of the files without failure (uint8 (N, H, W, 3) array, or
+    float (N, 3, H, W) model inputs without a PixelPlan)."""
 
     indices: list[int]
     sha256: list[str | None]
@@ -91,9 +94,22 @@ class FetchedBatch:
 
     def resolve(self, files: Sequence[Any]) -> DecodedBatch:
         """Attach the main process's own file records."""
+        pixels = torch.as_tensor(self.pixels)
+        if pixels.dtype == torch.uint8:
+            pixels = pixels.permute(0, 3, 1, 2)  # a view: (N, 3, H, W), channels last
         return DecodedBatch([DecodedFile(files[i], sha, error) for i, sha, error
                              in zip(self.indices, self.sha256, self.errors, strict=True)],
-                            torch.as_tensor(self.pixels))
+                            pixels)
+
+    def batches(self, files: Sequence[Any], batch_size: int) -> Iterator[DecodedBatch]:
+        """This chunk cut back into model batches (embedder.chunks), records attached;
+        the pixels of each are a view of the chunk's."""
+        resolved = self.resolve(files)
+        if len(self.indices) <= batch_size:
+            yield resolved
+            return
+        for rows_of_files, rows in cut(self.errors, batch_size):
+            yield DecodedBatch(resolved.files[rows_of_files], resolved.pixels[rows])
 
 
 class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
@@ -124,7 +140,7 @@ class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
                     rows.append(tensor)
             return FetchedBatch(indices, hashes, errors,
                                 torch.stack(rows) if rows else torch.zeros(0))
-        out = np.empty((len(indices), 3, plan.size, plan.size), dtype=np.uint8)
+        out = np.empty((len(indices), plan.size, plan.size, 3), dtype=np.uint8)
         ok = 0
         for i in indices:
             sha256, error, pixels = _load(self.files[i].path, to_input, to_input.pixels)
@@ -225,15 +241,32 @@ def _quiet_worker(_: int) -> None:
 def decoded_batches(files: Sequence[FileRef], to_input: ModelInput, *, batch_size: int,
                     workers: int, pin_memory: bool = False) -> Iterator[DecodedBatch]:
     """Batches in input order, decoded by ``workers`` processes (0: in this process)."""
+    return model_batches(decoded_chunks(files, to_input, batch_size=batch_size,
+                                        workers=workers, pin_memory=pin_memory),
+                         files, batch_size)
+
+
+def model_batches(chunks: Iterable[FetchedBatch], files: Sequence[FileRef],
+                  batch_size: int) -> Iterator[DecodedBatch]:
+    """Chunks from ``decoded_chunks`` cut back into model batches, records attached."""
+    return (batch for chunk in chunks for batch in chunk.batches(files, batch_size))
+
+
+def decoded_chunks(files: Sequence[FileRef], to_input: ModelInput, *, batch_size: int,
+                   workers: int, pin_memory: bool = False) -> Iterator[FetchedBatch]:
+    """What the workers send, in input order: a worker decodes several model batches per
+    message (embedder.chunks)."""
     if not files:
         return iter(())
+    plan = to_input.plan
+    image_bytes = 3 * plan.size ** 2 if plan else 12 * (to_input.draft_size or 224) ** 2
     loader = DataLoader(
         DecodeDataset(files, to_input),
-        batch_size=batch_size,
+        batch_sampler=chunk_plan(len(files), batch_size, workers, image_bytes),
         num_workers=workers,
         collate_fn=_as_is,
         pin_memory=pin_memory,
         worker_init_fn=_quiet_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
-    return (fetched.resolve(files) for fetched in loader)
+    return iter(loader)
