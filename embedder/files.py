@@ -5,7 +5,9 @@ comes back either as a row of its batch's pixels or as a failure with its reason
 never as an exception that would stop the stream.
 
 A worker decodes a whole batch at once (``DecodeDataset.__getitems__``) into one
-uint8 array at the model's input size (embedder.pixels), and sends back only that
+uint8 array at the model's input size in Pillow's (H, W, 3) layout (embedder.pixels:
+no transposing copy per image; the model's side views it as channels-last
+(N, 3, H, W)), and sends back only that
 array, the hashes and the failures: the file records stay in the main process, and
 the model's side normalises the batch in one op. The array travels pickled through the
 worker's pipe, not as a shared-memory tensor: for a batch of a few hundred KB to a few
@@ -18,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,7 +31,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.errors import VisearchError
 from common.paths import not_regular
-from embedder.chunks import chunk_plan, cut
 from embedder.config import MIB
 from embedder.decode import ImageDecodeError
 from embedder.inputs import ModelInput
@@ -100,16 +101,6 @@ class FetchedBatch:
         return DecodedBatch([DecodedFile(files[i], sha, error) for i, sha, error
                              in zip(self.indices, self.sha256, self.errors, strict=True)],
                             pixels)
-
-    def batches(self, files: Sequence[Any], batch_size: int) -> Iterator[DecodedBatch]:
-        """This chunk cut back into model batches (embedder.chunks), records attached;
-        the pixels of each are a view of the chunk's."""
-        resolved = self.resolve(files)
-        if len(self.indices) <= batch_size:
-            yield resolved
-            return
-        for rows_of_files, rows in cut(self.errors, batch_size):
-            yield DecodedBatch(resolved.files[rows_of_files], resolved.pixels[rows])
 
 
 class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
@@ -241,32 +232,15 @@ def _quiet_worker(_: int) -> None:
 def decoded_batches(files: Sequence[FileRef], to_input: ModelInput, *, batch_size: int,
                     workers: int, pin_memory: bool = False) -> Iterator[DecodedBatch]:
     """Batches in input order, decoded by ``workers`` processes (0: in this process)."""
-    return model_batches(decoded_chunks(files, to_input, batch_size=batch_size,
-                                        workers=workers, pin_memory=pin_memory),
-                         files, batch_size)
-
-
-def model_batches(chunks: Iterable[FetchedBatch], files: Sequence[FileRef],
-                  batch_size: int) -> Iterator[DecodedBatch]:
-    """Chunks from ``decoded_chunks`` cut back into model batches, records attached."""
-    return (batch for chunk in chunks for batch in chunk.batches(files, batch_size))
-
-
-def decoded_chunks(files: Sequence[FileRef], to_input: ModelInput, *, batch_size: int,
-                   workers: int, pin_memory: bool = False) -> Iterator[FetchedBatch]:
-    """What the workers send, in input order: a worker decodes several model batches per
-    message (embedder.chunks)."""
     if not files:
         return iter(())
-    plan = to_input.plan
-    image_bytes = 3 * plan.size ** 2 if plan else 12 * (to_input.draft_size or 224) ** 2
     loader = DataLoader(
         DecodeDataset(files, to_input),
-        batch_sampler=chunk_plan(len(files), batch_size, workers, image_bytes),
+        batch_size=batch_size,
         num_workers=workers,
         collate_fn=_as_is,
         pin_memory=pin_memory,
         worker_init_fn=_quiet_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
-    return iter(loader)
+    return (fetched.resolve(files) for fetched in loader)

@@ -59,7 +59,7 @@ class PixelPlan:
         """``fit`` in Pillow's own layout, (size, size, 3): what the decode workers send.
         The batch is viewed as (N, 3, H, W) with channels-last strides; the normalisation
         keeps them, and the model's patch convolution runs faster on them with the same
-        result (``tests/embedder/test_chunks.py``), with no transposing copy per image."""
+        result (``tests/embedder/test_layout.py``), with no transposing copy per image."""
         width, height = image.size
         short, long = (width, height) if width <= height else (height, width)
         new_long = int(self.size * long / short)

@@ -105,16 +105,15 @@ class LocalEmbedder:
         if self.gpu is not None:
             return self.gpu.batches(files, self.limits, batch_size=self.batch_size,  # type: ignore[no-any-return]
                                     workers=self.workers)
-        from embedder.files import decoded_chunks, model_batches
+        from embedder.files import decoded_batches
         from embedder.threads import paced
 
-        chunks = decoded_chunks(files, self.embedder.model_input(self.limits),
-                                batch_size=self.batch_size, workers=self.workers,
-                                pin_memory=self.embedder.pin_memory)
+        batches = decoded_batches(files, self.embedder.model_input(self.limits),
+                                  batch_size=self.batch_size, workers=self.workers,
+                                  pin_memory=self.embedder.pin_memory)
         if self.workers and self.embedder.device.type == "cpu":
             # The model's threads and the decode workers share the cores: keep the
-            # thread count that gives more images/s (embedder.threads), judged over
-            # what the workers send (a chunk of model batches), not batch by batch.
+            # thread count that gives more images/s (embedder.threads).
             import torch
 
             from embedder.threads import HEAVY_PARAMS
@@ -122,8 +121,8 @@ class LocalEmbedder:
             visual = self.embedder.model.visual
             assert isinstance(visual, torch.nn.Module)
             tower = sum(int(p.numel()) for p in visual.parameters())
-            chunks = paced(chunks, heavy=tower > HEAVY_PARAMS)
-        return model_batches(chunks, files, self.batch_size)
+            return paced(batches, heavy=tower > HEAVY_PARAMS)
+        return batches
 
     def encode(self, pixels: torch.Tensor) -> np.ndarray:
         if self.gpu is not None:
