@@ -31,3 +31,19 @@ def test_batches_from_workers_embed_exactly_like_the_per_file_path(tiny_embedder
         assert torch.equal(tiny_embedder.pixel_plan.normalise(b.pixels), inputs)
         np.testing.assert_array_equal(tiny_embedder.encode_images(b.pixels),
                                       tiny_embedder.encode_images(inputs))
+
+
+def test_the_workers_exit_after_the_last_batch_without_holding_up_the_caller(
+        tiny_embedder, tmp_path):
+    import multiprocessing
+    import threading
+
+    from embedder.files import EXIT_THREAD
+
+    records = [ImageRecord(str(p), 0, 0) for p in write_pictures(tmp_path, 9)]
+    batches = decoded_batches(records, tiny_embedder.model_input(), batch_size=4, workers=2)
+    assert [len(b.files) for b in batches] == [4, 4, 1]
+    for thread in threading.enumerate():
+        if thread.name == EXIT_THREAD:
+            thread.join(timeout=30)
+    assert not multiprocessing.active_children()
