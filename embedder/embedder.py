@@ -115,8 +115,6 @@ class Embedder:
                     raise ValueError("uint8 pixels need a model whose preprocessing has a "
                                      "PixelPlan; pass float model inputs")
                 pixels = self.pixel_plan.normalise(pixels)
-                if self.device.type != "cpu":
-                    pixels = pixels.contiguous()  # channels last was measured on the CPU
             features = self.model.encode_image(pixels)  # type: ignore[operator]
             return _normalise(features)
 

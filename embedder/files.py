@@ -5,9 +5,7 @@ comes back either as a row of its batch's pixels or as a failure with its reason
 never as an exception that would stop the stream.
 
 A worker decodes a whole batch at once (``DecodeDataset.__getitems__``) into one
-uint8 array at the model's input size in Pillow's (H, W, 3) layout (embedder.pixels:
-no transposing copy per image; the model's side views it as channels-last
-(N, 3, H, W)), and sends back only that
+uint8 array at the model's input size (embedder.pixels), and sends back only that
 array, the hashes and the failures: the file records stay in the main process, and
 the model's side normalises the batch in one op. The array travels pickled through the
 worker's pipe, not as a shared-memory tensor: for a batch of a few hundred KB to a few
@@ -65,9 +63,7 @@ class DecodedBatch:
     """Files of one batch in input order; ``pixels`` holds a row per file without error."""
 
     files: list[DecodedFile]
-    # uint8 (N, 3, H, W) from a PixelPlan, channels-last strides (normalised by the
-    # encoder), else float model inputs
-    pixels: torch.Tensor
+    pixels: torch.Tensor  # uint8 from a PixelPlan (normalised by the encoder), else float
 
     @property
     def ok(self) -> list[DecodedFile]:
@@ -85,8 +81,8 @@ class DecodedBatch:
 @dataclass
 class FetchedBatch:
     """What a worker sends back for one batch: positions in the file list, hashes,
-    failures, and the pixels of the files without failure (uint8 (N, H, W, 3) array, or
-    float (N, 3, H, W) model inputs without a PixelPlan)."""
+    failures, and the pixels of the files without failure (uint8 array, or float model
+    inputs without a PixelPlan)."""
 
     indices: list[int]
     sha256: list[str | None]
@@ -99,12 +95,9 @@ class FetchedBatch:
 
     def resolve(self, files: Sequence[Any]) -> DecodedBatch:
         """Attach the main process's own file records."""
-        pixels = torch.as_tensor(self.pixels)
-        if pixels.dtype == torch.uint8:
-            pixels = pixels.permute(0, 3, 1, 2)  # a view: (N, 3, H, W), channels last
         return DecodedBatch([DecodedFile(files[i], sha, error) for i, sha, error
                              in zip(self.indices, self.sha256, self.errors, strict=True)],
-                            pixels)
+                            torch.as_tensor(self.pixels))
 
 
 class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
@@ -135,7 +128,7 @@ class DecodeDataset(Dataset[tuple[DecodedFile, torch.Tensor | None]]):
                     rows.append(tensor)
             return FetchedBatch(indices, hashes, errors,
                                 torch.stack(rows) if rows else torch.zeros(0))
-        out = np.empty((len(indices), plan.size, plan.size, 3), dtype=np.uint8)
+        out = np.empty((len(indices), 3, plan.size, plan.size), dtype=np.uint8)
         ok = 0
         for i in indices:
             sha256, error, pixels = _load(self.files[i].path, to_input, to_input.pixels)

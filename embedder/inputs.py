@@ -46,10 +46,10 @@ class ModelInput:
         return self.plan.normalise(pixels[None])[0]
 
     def pixels(self, data: bytes) -> np.ndarray:
-        """(H, W, 3) uint8 at the model's input size (Pillow's layout), normalised later by
-        ``plan`` a batch at a time. Only with a plan. Raises ImageDecodeError."""
+        """(3, H, W) uint8 at the model's input size, normalised later by ``plan`` a batch
+        at a time. Only with a plan. Raises ImageDecodeError."""
         assert self.plan is not None, "pixels() needs a PixelPlan"
-        return self.plan.fit_hwc(self.decode(data))
+        return self.plan.fit(self.decode(data))
 
     def decode(self, data: bytes, crop: Sequence[int] | None = None) -> Image.Image:
         draft = None if crop is not None else self.draft_size

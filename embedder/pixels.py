@@ -53,13 +53,6 @@ class PixelPlan:
     def fit(self, image: Image.Image) -> np.ndarray:
         """An RGB image to (3, size, size) uint8: torchvision's ``Resize(size)`` (shortest
         side) and ``CenterCrop(size)`` on a PIL image, without the float conversion."""
-        return self.fit_hwc(image).transpose(2, 0, 1)
-
-    def fit_hwc(self, image: Image.Image) -> np.ndarray:
-        """``fit`` in Pillow's own layout, (size, size, 3): what the decode workers send.
-        The batch is viewed as (N, 3, H, W) with channels-last strides; the normalisation
-        keeps them, and the model's patch convolution runs faster on them with the same
-        result (``tests/embedder/test_layout.py``), with no transposing copy per image."""
         width, height = image.size
         short, long = (width, height) if width <= height else (height, width)
         new_long = int(self.size * long / short)
@@ -70,12 +63,11 @@ class PixelPlan:
         top = int(round((new_h - self.size) / 2.0))
         if (new_w, new_h) != (self.size, self.size):
             image = image.crop((left, top, left + self.size, top + self.size))
-        return np.asarray(image)
+        return np.asarray(image).transpose(2, 0, 1)
 
     def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, H, W) on any device to the model's float32 input: ``ToTensor``'s
-        division by 255 then ``Normalize``, the same ops in the same order (the input's
-        memory layout is kept)."""
+        division by 255 then ``Normalize``, the same ops in the same order."""
         mean = torch.tensor(self.mean, dtype=torch.float32, device=pixels.device)
         std = torch.tensor(self.std, dtype=torch.float32, device=pixels.device)
         return pixels.float().div_(255).sub_(mean[:, None, None]).div_(std[:, None, None])

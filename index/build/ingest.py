@@ -60,6 +60,5 @@ def ingest(planned: Plan, embedder: BatchEmbedder, writer: BatchWriter, *,
 
 
 def _rows(pixels: torch.Tensor, rows: list[int]) -> torch.Tensor:
-    """The batch's rows to embed; all of them (the usual case) without a copy, so the
-    pixels keep their layout (channels last, embedder.pixels)."""
+    """The batch's rows to embed; all of them (the usual case) without a copy."""
     return pixels if rows == list(range(len(pixels))) else pixels[rows]
