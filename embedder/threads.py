@@ -21,8 +21,8 @@ twice as long before the next. Kept threads go back to one when the model waits 
 Not waiting is not enough: on a machine whose cores are all busy (other processes,
 or the workers themselves) the model's thread is runnable but descheduled much of the
 time, which also looks like "the model is slow", and there a second OpenMP thread
-only spins at barriers (the build's main process burnt 1.2-1.6 ms of CPU per image
-instead of 0.18 in such runs, docs/measurements.md section 5). So a try also needs
+only spins at barriers (the build's main process burnt 0.27-1.6 ms of CPU per image
+instead of 0.17 in such runs, docs/measurements.md section 5). So a try also needs
 the model's thread to have been on a core for ``RUNNING`` of the time it did not wait.
 """
 
