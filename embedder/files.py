@@ -16,7 +16,9 @@ main process more than the copy.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ from common.paths import not_regular
 from embedder.config import MIB
 from embedder.decode import ImageDecodeError
 from embedder.inputs import ModelInput
+
+log = logging.getLogger("visearch.embedder")
 
 
 class FileRejectedError(VisearchError):
@@ -236,4 +240,26 @@ def decoded_batches(files: Sequence[FileRef], to_input: ModelInput, *, batch_siz
         worker_init_fn=_quiet_worker if workers else None,
         prefetch_factor=4 if workers else None,
     )
-    return (fetched.resolve(files) for fetched in loader)
+    return _in_order(loader, files, -(-len(files) // batch_size))
+
+
+EXIT_THREAD = "decode-workers-exit"
+
+
+def _in_order(loader: DataLoader, files: Sequence[FileRef], count: int
+              ) -> Iterator[DecodedBatch]:
+    """The ``count`` batches; then the workers' exit (30-60 ms: the loader joins each
+    process) is waited for on a thread, while the build writes and publishes, instead of
+    in the main thread's last ``next``."""
+    batches = iter(loader)
+    for _ in range(count):
+        yield next(batches).resolve(files)
+    threading.Thread(target=_finish, args=(batches,), name=EXIT_THREAD, daemon=True).start()
+
+
+def _finish(batches: Iterator[Any]) -> None:
+    try:
+        for _ in batches:  # nothing is left: this stops the workers and joins them
+            pass
+    except Exception:  # noqa: BLE001 - every batch was delivered; nothing to report to
+        log.debug("decode workers ended uncleanly", exc_info=True)

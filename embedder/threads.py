@@ -17,12 +17,19 @@ one thread, before this). Only while it is the bottleneck (the main process
 hardly ever waits for a decoded batch) does it try ``most`` threads for one window of
 batches, and keeps them only if that window ran clearly faster; a failed try waits
 twice as long before the next. Kept threads go back to one when the model waits again.
+
+Not waiting is not enough: on a machine whose cores are all busy (other processes,
+or the workers themselves) the model's thread is runnable but descheduled much of the
+time, which also looks like "the model is slow", and there a second OpenMP thread
+only spins at barriers (the build's main process burnt 0.27-1.6 ms of CPU per image
+instead of 0.17 in such runs, docs/measurements.md section 5). So a try also needs
+the model's thread to have been on a core for ``RUNNING`` of the time it did not wait.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import torch
@@ -34,19 +41,20 @@ MODEL_BOUND = 0.1  # waiting less than this share of the time: the model is the 
 DECODE_BOUND = 0.3  # waiting more than this share of the time: decoding is
 GAIN = 1.15  # more threads are kept when their window is this much faster
 HEAVY_PARAMS = 10_000_000  # image towers above this start with every thread (ViT-B-32: 88M)
+RUNNING = 0.7  # on a core at least this share of the time it did not wait, to try more
 
 
-def paced(batches: Iterable[Batch], most: int | None = None,
-          heavy: bool = False) -> Iterator[Batch]:
+def paced(batches: Iterable[Batch], most: int | None = None, heavy: bool = False,
+          cpu_clock: Callable[[], float] = time.thread_time) -> Iterator[Batch]:
     """Yield ``batches``, choosing this process's torch threads (1 or ``most``, default:
     the current setting) as above, starting from ``most`` for a ``heavy`` model; the
-    setting is restored after."""
+    setting is restored after. ``cpu_clock`` is this thread's CPU time."""
     before = torch.get_num_threads()
     most = before if most is None else most
     if most <= 1:
         yield from batches
         return
-    pace = _Pace(most, heavy)
+    pace = _Pace(most, heavy, cpu_clock)
     torch.set_num_threads(pace.threads)
     iterator = iter(batches)
     try:
@@ -67,8 +75,11 @@ def paced(batches: Iterable[Batch], most: int | None = None,
 class _Pace:
     """The decision above, one window of batches at a time."""
 
-    def __init__(self, most: int, heavy: bool = False):
+    def __init__(self, most: int, heavy: bool = False,
+                 cpu_clock: Callable[[], float] = time.thread_time):
         self.most = most
+        self.cpu_clock = cpu_clock
+        self.window_cpu = cpu_clock()
         self.threads = most if heavy else 1
         self.waited = 0.0
         self.batches = 0
@@ -87,12 +98,14 @@ class _Pace:
         now = time.perf_counter()
         elapsed = max(now - self.window_start, 1e-9)
         rate, share = WINDOW / elapsed, self.waited / elapsed
+        cpu = self.cpu_clock()
+        running = (cpu - self.window_cpu) / max(elapsed - self.waited, 1e-9)
         self.windows += 1
-        self.waited, self.window_start = 0.0, now
+        self.waited, self.window_start, self.window_cpu = 0.0, now, cpu
         before = self.threads
         if self.threads == 1:
             self.one_thread_rate = rate
-            if share < MODEL_BOUND and self.windows >= self.next_probe:
+            if share < MODEL_BOUND and running >= RUNNING and self.windows >= self.next_probe:
                 self.threads, self.probing = self.most, True
         elif self.probing:
             self.probing = False

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from index.build.plan import Plan, decide
 from index.build.stages import BatchEmbedder, BatchWriter
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -41,8 +45,8 @@ def ingest(planned: Plan, embedder: BatchEmbedder, writer: BatchWriter, *,
             records = [replace(f.file, sha256=f.sha256 or "") for f in batch.ok]
             decisions = decide(records, planned.present, writer.stored_vector)
             writer.keep(decisions.keep)
-            vectors = embedder.encode(batch.pixels[decisions.embed]) if decisions.embed \
-                else np.zeros((0, 0), dtype=np.float32)
+            vectors = embedder.encode(_rows(batch.pixels, decisions.embed)) \
+                if decisions.embed else np.zeros((0, 0), dtype=np.float32)
             by_row = dict(zip(decisions.embed, vectors, strict=True))
             writer.write([(record, by_row[source] if isinstance(source, int) else source)
                           for record, source in decisions.store])
@@ -53,3 +57,8 @@ def ingest(planned: Plan, embedder: BatchEmbedder, writer: BatchWriter, *,
     writer.flush()
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+def _rows(pixels: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """The batch's rows to embed; all of them (the usual case) without a copy."""
+    return pixels if rows == list(range(len(pixels))) else pixels[rows]

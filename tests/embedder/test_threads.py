@@ -16,9 +16,11 @@ def _produced(count: int, seconds: float) -> Iterator[int]:
         yield i
 
 
-def _threads_seen(batches: Iterator[int] | range, work: Callable[[int], float]) -> list[int]:
+def _threads_seen(batches: Iterator[int] | range, work: Callable[[int], float],
+                  cpu_clock: Callable[[], float] = time.perf_counter) -> list[int]:
+    """The model's ``work`` is a sleep; by default the thread counts as on a core then."""
     seen = []
-    for _ in paced(batches, most=2):
+    for _ in paced(batches, most=2, cpu_clock=cpu_clock):
         threads = torch.get_num_threads()
         seen.append(threads)
         time.sleep(work(threads))
@@ -51,3 +53,10 @@ def test_a_heavy_model_starts_with_every_thread_and_drops_them_when_decoding_lag
     waiting = [torch.get_num_threads()
                for _ in paced(_produced(3 * WINDOW, 0.004), most=2, heavy=True)]
     assert waiting[:WINDOW] == [2] * WINDOW and waiting[-1] == 1
+
+
+def test_a_model_thread_kept_off_the_cores_never_tries_more_threads():
+    """Busy cores: the model does not wait for batches, but its thread is descheduled (here:
+    sleeps, which its CPU clock does not count); a second thread would only spin."""
+    assert _threads_seen(range(6 * WINDOW), lambda n: 0.004, time.thread_time) == \
+        [1] * (6 * WINDOW)
