@@ -6,6 +6,13 @@ The rule (documented in the README; measurements in docs/measurements.md):
 * nlist: the power of two nearest 4*sqrt(N), at most N/39 so every centroid
   gets >= 39 training points. Powers of two make the choice stable as a corpus
   grows, so an incremental build re-uses the trained index until N ~quadruples.
+* N >= 1,000,000: four times as many lists, the power of two nearest 16*sqrt(N)
+  (16,384 at 1M), found through an HNSW graph over the centroids (`IVF16384_HNSW32,SQ8`)
+  and trained by two-level spherical k-means (index.ann.coarse). On CLIP-shaped vectors
+  at 1M, IVF4096,SQ8 must scan ~33,000 codes per query for 0.95 recall of new images
+  (6.9x a flat scan's batched speed, short of the 10x target); smaller lists cut that
+  (docs/measurements.md, section 4, "At 1M vectors"). Below 1M the targets hold with
+  4*sqrt(N) and a flat quantizer, whose training and assignment are exact.
 * Codes: `SQ8`, one byte per dimension (512 bytes for ViT-B-32). On CLIP-shaped
   vectors (a narrow cone around a shared mean) 64-byte PQ codes lose the true top 10
   among look-alikes: IVF-PQ64x8 needed refine 32 at nprobe 64 for 0.95 10-recall@10
@@ -13,7 +20,8 @@ The rule (documented in the README; measurements in docs/measurements.md):
   stayed under 0.82 with refine 16, while IVF-SQ8 reaches 0.97 without re-ranking and
   0.98 with refine 2. `--pq-m/--nbits` still build IVF-PQ for a smaller index.
 * Training sample: 64 points per centroid, at least 10,000, at most 500,000
-  (or 39 per centroid where that is more).
+  (or 39 per centroid where that is more; 30 with the two-level k-means, whose
+  second level clusters each group apart: 500,000 for 16,384 lists at 1M).
 * Default nprobe nlist/32 (at least 8) and exact re-ranking of 2*k candidates
   (refine 2) are only the starting point: every build then tunes nprobe and refine
   on sampled stored vectors to reach --target-recall (index.ann.tuning).
@@ -33,6 +41,11 @@ MIN_POINTS_PER_CENTROID = 39
 TRAIN_POINTS_PER_CENTROID = 64
 MIN_TRAIN = 10_000
 MAX_TRAIN = 500_000
+# From this many vectors: 16*sqrt(N) lists behind an HNSW coarse quantizer (index.ann.coarse).
+HNSW_COARSE_FROM = 1_000_000
+HNSW_LISTS_PER_SQRT = 16
+HNSW_M = 32
+MIN_POINTS_PER_CENTROID_TWO_LEVEL = 30
 DEFAULT_REFINE = 2
 # Factory strings of an exact (brute-force) index; all are built as a Flat in an IDMap2.
 EXACT_SPECS = ("Flat", "IDMap,Flat", "IDMap2,Flat")
@@ -56,8 +69,13 @@ class IndexOverrides:
         return any(v is not None for v in (self.spec, self.nlist, self.pq_m, self.nbits))
 
 
+def hnsw_coarse(n: int) -> bool:
+    """Whether the automatic index for ``n`` vectors has many lists behind an HNSW graph."""
+    return n >= HNSW_COARSE_FROM
+
+
 def auto_nlist(n: int) -> int:
-    target = 4 * math.sqrt(n)
+    target = (HNSW_LISTS_PER_SQRT if hnsw_coarse(n) else 4) * math.sqrt(n)
     nlist = 2 ** max(0, round(math.log2(target)))
     while nlist > 1 and n / nlist < MIN_POINTS_PER_CENTROID:
         nlist //= 2
@@ -69,10 +87,12 @@ def auto_pq_m(dim: int) -> int:
     return max(m for m in range(1, limit + 1) if dim % m == 0)
 
 
-def train_size(n: int, nlist: int) -> int:
-    """64 points per centroid, capped at MAX_TRAIN, but never below 39 per centroid."""
+def train_size(n: int, nlist: int, two_level: bool = False) -> int:
+    """64 points per centroid, capped at MAX_TRAIN, but never below 39 per centroid (30
+    for the two-level k-means of an HNSW coarse quantizer)."""
     capped = min(MAX_TRAIN, TRAIN_POINTS_PER_CENTROID * nlist)
-    return min(n, max(MIN_TRAIN, MIN_POINTS_PER_CENTROID * nlist, capped))
+    floor = MIN_POINTS_PER_CENTROID_TWO_LEVEL if two_level else MIN_POINTS_PER_CENTROID
+    return min(n, max(MIN_TRAIN, floor * nlist, capped))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -91,14 +111,16 @@ def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides
     if not overrides.any and n < FLAT_BELOW:
         return IndexSettings(spec="Flat", exact=True, auto=True, refine_factor=1)
     nlist = overrides.nlist or auto_nlist(n)
+    hnsw = overrides.nlist is None and hnsw_coarse(n)
+    coarse = f"IVF{nlist}_HNSW{HNSW_M}" if hnsw else f"IVF{nlist}"
     if overrides.pq_m is None and overrides.nbits is None:
         if n < max(nlist, 256):
-            raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},SQ8 (needs "
+            raise IndexSpecError(f"{n} vectors are too few to train {coarse},SQ8 (needs "
                                  f"at least {max(nlist, 256)}); use --index-spec Flat")
         return IndexSettings(
-            spec=f"IVF{nlist},SQ8", exact=False, auto=not overrides.any, nlist=nlist,
-            train_size=train_size(n, nlist), default_nprobe=default_nprobe(nlist),
-            refine_factor=DEFAULT_REFINE)
+            spec=f"{coarse},SQ8", exact=False, auto=not overrides.any, nlist=nlist,
+            train_size=train_size(n, nlist, two_level=hnsw),
+            default_nprobe=default_nprobe(nlist), refine_factor=DEFAULT_REFINE)
     pq_m = overrides.pq_m or auto_pq_m(dim)
     nbits = overrides.nbits or 8
     if dim % pq_m:
@@ -106,11 +128,11 @@ def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides
     if not 1 <= nbits <= 16:
         raise IndexSpecError(f"--nbits must be between 1 and 16, not {nbits}")
     if n < max(nlist, 2 ** nbits):
-        raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},PQ{pq_m}x{nbits} "
+        raise IndexSpecError(f"{n} vectors are too few to train {coarse},PQ{pq_m}x{nbits} "
                          f"(needs at least {max(nlist, 2 ** nbits)}); use --index-spec Flat")
     return IndexSettings(
-        spec=f"IVF{nlist},PQ{pq_m}x{nbits}", exact=False, auto=not overrides.any,
-        nlist=nlist, pq_m=pq_m, nbits=nbits, train_size=train_size(n, nlist),
+        spec=f"{coarse},PQ{pq_m}x{nbits}", exact=False, auto=not overrides.any,
+        nlist=nlist, pq_m=pq_m, nbits=nbits, train_size=train_size(n, nlist, two_level=hnsw),
         default_nprobe=default_nprobe(nlist), refine_factor=DEFAULT_REFINE,
     )
 
@@ -125,7 +147,7 @@ def _from_spec(spec: str, n: int) -> IndexSettings:
         spec=spec, exact=exact, auto=False, nlist=nlist,
         pq_m=int(pq.group(1)) if pq else None,
         nbits=int(pq.group(2) or 8) if pq else None,
-        train_size=0 if exact else train_size(n, nlist or 1),
+        train_size=0 if exact else train_size(n, nlist or 1, two_level="_HNSW" in spec),
         default_nprobe=default_nprobe(nlist) if nlist else None,
         refine_factor=DEFAULT_REFINE if pq or "SQ" in spec else 1,
     )
