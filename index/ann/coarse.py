@@ -1,20 +1,19 @@
-"""The coarse quantizer of a large IVF index: two-level spherical k-means, HNSW to find lists.
+"""An HNSW coarse quantizer (`--index-spec IVF16384_HNSW32,SQ8`): two-level spherical k-means.
 
-With 16*sqrt(N) lists (index.ann.params) a flat k-means over the training sample costs
-nlist x sample x dim per iteration, 4x today's 4*sqrt(N) at 1M vectors and growing
-quadratically with nlist. Two levels cost ~2*sqrt(nlist) instead: k-means into sqrt(nlist)
-groups, then each group split into its share of the nlist centroids (shares in proportion
-to the group's size, as faiss.contrib.clustering.two_level_clustering does; written here
-because importing that module prints to stdout when scipy is absent). k-means is spherical
-(centroids renormalised each iteration) like faiss's own IVF training under inner product,
-so cosine to the centroid decides a vector's list.
+Many lists (16*sqrt(N) rather than the automatic 4*sqrt(N)) cut the codes a query scans;
+a flat k-means over the training sample then costs nlist x sample x dim per iteration,
+and two levels ~2*sqrt(nlist) instead: k-means into sqrt(nlist) groups, then each group
+split into its share of the lists (shares in proportion to the group's size, as
+faiss.contrib.clustering.two_level_clustering does; written here because importing that
+module prints to stdout when scipy is absent). k-means is spherical (centroids
+renormalised each iteration) like faiss's own IVF training under inner product.
 
-The centroids go into an HNSW graph (`IVF..._HNSW32`): a flat scan of 16,384 centroids is
-32 MB per query, most of a 2 ms single-query budget. Its search breadth must be well above
-faiss's default of 16: on CLIP-shaped vectors (a narrow cone, look-alike centroids) efSearch
-16 files ~10% of vectors into the wrong lists when they are added and recall stalls at 0.91
-(docs/measurements.md, section 4). efSearch is stored in the index file, and a search for
-nprobe lists explores max(efSearch, nprobe) candidates.
+The centroids go into the HNSW graph, whose search breadth must be well above faiss's
+default of 16: on CLIP-shaped vectors (a narrow cone, look-alike centroids) efSearch 16
+files vectors into the wrong lists when they are added and recall stalls at 0.906 at 1M
+however many lists are probed (docs/measurements.md, section 4, "At 1M vectors").
+efSearch is stored in the index file; a search for nprobe lists explores
+max(efSearch, nprobe) candidates.
 """
 
 from __future__ import annotations

@@ -6,13 +6,12 @@ The rule (documented in the README; measurements in docs/measurements.md):
 * nlist: the power of two nearest 4*sqrt(N), at most N/39 so every centroid
   gets >= 39 training points. Powers of two make the choice stable as a corpus
   grows, so an incremental build re-uses the trained index until N ~quadruples.
-* N >= 1,000,000: four times as many lists, the power of two nearest 16*sqrt(N)
-  (16,384 at 1M), found through an HNSW graph over the centroids (`IVF16384_HNSW32,SQ8`)
-  and trained by two-level spherical k-means (index.ann.coarse). On CLIP-shaped vectors
-  at 1M, IVF4096,SQ8 must scan ~33,000 codes per query for 0.95 recall of new images
-  (6.9x a flat scan's batched speed, short of the 10x target); smaller lists cut that
-  (docs/measurements.md, section 4, "At 1M vectors"). Below 1M the targets hold with
-  4*sqrt(N) and a flat quantizer, whose training and assignment are exact.
+* A coarse quantizer over an HNSW graph (`IVF16384_HNSW32,SQ8`, by --index-spec) is
+  trained by two-level spherical k-means and searched at efSearch 128 (index.ann.coarse).
+  It is not the automatic choice: at 1M CLIP-shaped vectors 16*sqrt(N) such lists scan
+  ~1.4x fewer codes than 4*sqrt(N) flat ones for the same recall, but after tuning both
+  ran ~7.5x a flat scan batched (7.68x vs 7.45x), with a slower add and no GPU path
+  (docs/measurements.md, section 4, "At 1M vectors").
 * Codes: `SQ8`, one byte per dimension (512 bytes for ViT-B-32). On CLIP-shaped
   vectors (a narrow cone around a shared mean) 64-byte PQ codes lose the true top 10
   among look-alikes: IVF-PQ64x8 needed refine 32 at nprobe 64 for 0.95 10-recall@10
@@ -20,8 +19,7 @@ The rule (documented in the README; measurements in docs/measurements.md):
   stayed under 0.82 with refine 16, while IVF-SQ8 reaches 0.97 without re-ranking and
   0.98 with refine 2. `--pq-m/--nbits` still build IVF-PQ for a smaller index.
 * Training sample: 64 points per centroid, at least 10,000, at most 500,000
-  (or 39 per centroid where that is more; 30 with the two-level k-means, whose
-  second level clusters each group apart: 500,000 for 16,384 lists at 1M).
+  (or 39 per centroid where that is more; 30 for an HNSW coarse quantizer).
 * Default nprobe nlist/32 (at least 8) and exact re-ranking of 2*k candidates
   (refine 2) are only the starting point: every build then tunes nprobe and refine
   on sampled stored vectors to reach --target-recall (index.ann.tuning).
@@ -41,10 +39,8 @@ MIN_POINTS_PER_CENTROID = 39
 TRAIN_POINTS_PER_CENTROID = 64
 MIN_TRAIN = 10_000
 MAX_TRAIN = 500_000
-# From this many vectors: 16*sqrt(N) lists behind an HNSW coarse quantizer (index.ann.coarse).
-HNSW_COARSE_FROM = 1_000_000
-HNSW_LISTS_PER_SQRT = 16
-HNSW_M = 32
+# An HNSW coarse quantizer (--index-spec IVFn_HNSWm,...) is trained two-level (index.ann.coarse),
+# whose second level clusters each group apart: 30 points per list are enough there.
 MIN_POINTS_PER_CENTROID_TWO_LEVEL = 30
 DEFAULT_REFINE = 2
 # Factory strings of an exact (brute-force) index; all are built as a Flat in an IDMap2.
@@ -69,13 +65,8 @@ class IndexOverrides:
         return any(v is not None for v in (self.spec, self.nlist, self.pq_m, self.nbits))
 
 
-def hnsw_coarse(n: int) -> bool:
-    """Whether the automatic index for ``n`` vectors has many lists behind an HNSW graph."""
-    return n >= HNSW_COARSE_FROM
-
-
 def auto_nlist(n: int) -> int:
-    target = (HNSW_LISTS_PER_SQRT if hnsw_coarse(n) else 4) * math.sqrt(n)
+    target = 4 * math.sqrt(n)
     nlist = 2 ** max(0, round(math.log2(target)))
     while nlist > 1 and n / nlist < MIN_POINTS_PER_CENTROID:
         nlist //= 2
@@ -111,16 +102,14 @@ def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides
     if not overrides.any and n < FLAT_BELOW:
         return IndexSettings(spec="Flat", exact=True, auto=True, refine_factor=1)
     nlist = overrides.nlist or auto_nlist(n)
-    hnsw = overrides.nlist is None and hnsw_coarse(n)
-    coarse = f"IVF{nlist}_HNSW{HNSW_M}" if hnsw else f"IVF{nlist}"
     if overrides.pq_m is None and overrides.nbits is None:
         if n < max(nlist, 256):
-            raise IndexSpecError(f"{n} vectors are too few to train {coarse},SQ8 (needs "
+            raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},SQ8 (needs "
                                  f"at least {max(nlist, 256)}); use --index-spec Flat")
         return IndexSettings(
-            spec=f"{coarse},SQ8", exact=False, auto=not overrides.any, nlist=nlist,
-            train_size=train_size(n, nlist, two_level=hnsw),
-            default_nprobe=default_nprobe(nlist), refine_factor=DEFAULT_REFINE)
+            spec=f"IVF{nlist},SQ8", exact=False, auto=not overrides.any, nlist=nlist,
+            train_size=train_size(n, nlist), default_nprobe=default_nprobe(nlist),
+            refine_factor=DEFAULT_REFINE)
     pq_m = overrides.pq_m or auto_pq_m(dim)
     nbits = overrides.nbits or 8
     if dim % pq_m:
@@ -128,11 +117,11 @@ def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides
     if not 1 <= nbits <= 16:
         raise IndexSpecError(f"--nbits must be between 1 and 16, not {nbits}")
     if n < max(nlist, 2 ** nbits):
-        raise IndexSpecError(f"{n} vectors are too few to train {coarse},PQ{pq_m}x{nbits} "
+        raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},PQ{pq_m}x{nbits} "
                          f"(needs at least {max(nlist, 2 ** nbits)}); use --index-spec Flat")
     return IndexSettings(
-        spec=f"{coarse},PQ{pq_m}x{nbits}", exact=False, auto=not overrides.any,
-        nlist=nlist, pq_m=pq_m, nbits=nbits, train_size=train_size(n, nlist, two_level=hnsw),
+        spec=f"IVF{nlist},PQ{pq_m}x{nbits}", exact=False, auto=not overrides.any,
+        nlist=nlist, pq_m=pq_m, nbits=nbits, train_size=train_size(n, nlist),
         default_nprobe=default_nprobe(nlist), refine_factor=DEFAULT_REFINE,
     )
 

@@ -1,17 +1,15 @@
-"""The HNSW coarse quantizer of large automatic indexes: two-level spherical k-means,
-a search breadth that survives the index file, and the recall the build tunes to."""
+"""An HNSW coarse quantizer (--index-spec IVFn_HNSW32,...): two-level spherical k-means
+and a search breadth that survives the index file."""
 
 from __future__ import annotations
 
 import faiss
 import numpy as np
 
-from index.ann import coarse, params
+from index.ann import coarse
 from index.ann import faiss_index as ann
 from index.ann.params import IndexOverrides, choose_settings
-from index.ann.query import SearchParams
-from index.ann.search import Searcher
-from tests.synthetic import clustered, keys
+from tests.synthetic import clustered
 
 
 def exact_top(base: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
@@ -54,26 +52,3 @@ def test_an_hnsw_coarse_index_is_trained_two_level_and_keeps_its_breadth(tmp_pat
     assert recall(found, truth) >= 0.95  # all lists: SQ8's own loss only
     _, one = again.search(queries, 10, params=ann.search_parameters(again, 1))
     assert recall(one, truth) < recall(found, truth)  # nprobe does select lists
-
-
-def test_a_build_by_the_rule_reaches_its_tuned_recall_on_new_queries(tmp_path, monkeypatch):
-    from index.build.publish import IndexingOptions
-    from index.build.vector_import import import_vectors
-    from index.store.contract import precomputed_identity
-    from index.store.directory import IndexDirectory
-
-    monkeypatch.setattr(params, "HNSW_COARSE_FROM", 10_000)  # the 1M rule, at test size
-    n, dim = 12_000, 64
-    both = clustered(n + 300, dim, clusters=150)
-    base, queries = both[:n], both[n:]  # queries: new points of the same clusters
-    directory = IndexDirectory(tmp_path / "hnsw.idx")
-    import_vectors(directory, base, keys(n), precomputed_identity(dim),
-                   IndexingOptions(progress=False))
-    settings = directory.manifest().index
-    assert settings.spec == "IVF256_HNSW32,SQ8" and settings.auto
-    assert settings.tuned_recall is not None and settings.tuned_recall >= 0.95
-    searcher = Searcher(directory)
-    hits = searcher.search(queries, SearchParams(k=10))  # the tuned defaults
-    stored = searcher.store.get(np.arange(n, dtype=np.int64))
-    assert recall(hits.ids, exact_top(stored, queries)) >= 0.95
-    searcher.close()

@@ -21,7 +21,8 @@ def test_small_corpora_get_an_exact_flat_index(n):
 
 
 @pytest.mark.parametrize("n, nlist", [
-    (10_000, 256), (100_000, 1024), (999_999, 4096)])
+    (10_000, 256), (100_000, 1024), (1_000_000, 4096), (10_000_000, 16384),
+    (1_000_000_000, 131072)])
 def test_large_corpora_get_ivf_sq8_with_power_of_two_lists(n, nlist):
     settings = choose_settings(n, 512)
     assert settings.spec == f"IVF{nlist},SQ8" and not settings.exact
@@ -31,18 +32,11 @@ def test_large_corpora_get_ivf_sq8_with_power_of_two_lists(n, nlist):
     assert 1 <= settings.default_nprobe <= nlist and settings.refine_factor > 1
 
 
-@pytest.mark.parametrize("n, nlist, train", [
-    (1_000_000, 16384, 500_000), (10_000_000, 65536, 30 * 65536)])
-def test_from_a_million_vectors_sixteen_sqrt_n_lists_behind_hnsw(n, nlist, train):
-    settings = choose_settings(n, 512)
-    assert settings.spec == f"IVF{nlist}_HNSW32,SQ8" and settings.nlist == nlist
-    assert settings.train_size == train  # two-level k-means: >= 30 points per list
-    assert settings.auto and settings.refine_factor > 1
-    # an explicit --nlist keeps the flat quantizer; PQ overrides get the same coarse rule
-    assert choose_settings(n, 512, IndexOverrides(nlist=4096)).spec == "IVF4096,SQ8"
-    assert choose_settings(n, 512, IndexOverrides(pq_m=64)).spec == \
-        f"IVF{nlist}_HNSW32,PQ64x8"
-    assert choose_settings(n, 512, IndexOverrides(spec=settings.spec)).train_size == train
+def test_an_hnsw_coarse_spec_trains_on_thirty_points_per_list():
+    settings = choose_settings(1_000_000, 512, IndexOverrides(spec="IVF16384_HNSW32,SQ8"))
+    assert (settings.nlist, settings.train_size, settings.auto) == (16384, 500_000, False)
+    assert choose_settings(10_000_000, 512, IndexOverrides(spec="IVF65536_HNSW32,SQ8")
+                           ).train_size == 30 * 65536
 
 
 def test_nlist_is_stable_while_the_corpus_grows():
