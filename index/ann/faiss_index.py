@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.errors import VisearchError
+from index.ann import coarse
 from index.ann.params import EXACT_SPECS, IndexSpecError
 from index.store.manifest import IndexSettings
 
@@ -132,6 +133,13 @@ class GpuPlacement:
     def to_device(self, index: faiss.Index, settings: IndexSettings) -> faiss.Index:
         if not self.enabled or settings.exact:
             return index
+        ivf = ivf_of(index)
+        if ivf is not None and coarse.hnsw_of(ivf) is not None:
+            # A GPU IVF keeps its centroids in a flat quantizer: the HNSW graph would come
+            # back flat, and its two-level training is CPU code (index.ann.coarse).
+            log.info("%s has an HNSW coarse quantizer; training and adding on the CPU",
+                     settings.spec)
+            return index
         try:
             if self._resources is None:
                 self._resources = faiss.StandardGpuResources()
@@ -161,9 +169,14 @@ def add_batches(index: faiss.Index, batches: Iterable[tuple[np.ndarray, np.ndarr
 
 
 def train(index: faiss.Index, sample: np.ndarray) -> None:
+    """Train ``index`` on ``sample``; an HNSW coarse quantizer first gets its centroids from
+    two-level k-means (index.ann.coarse), then faiss trains the codes only."""
     if index.is_trained:
         return
     log.info("training on %d vectors", len(sample))
+    ivf = ivf_of(index)
+    if ivf is not None:
+        coarse.train_coarse(ivf, sample)
     index.train(sample)
 
 

@@ -6,6 +6,12 @@ The rule (documented in the README; measurements in docs/measurements.md):
 * nlist: the power of two nearest 4*sqrt(N), at most N/39 so every centroid
   gets >= 39 training points. Powers of two make the choice stable as a corpus
   grows, so an incremental build re-uses the trained index until N ~quadruples.
+* A coarse quantizer over an HNSW graph (`IVF16384_HNSW32,SQ8`, by --index-spec) is
+  trained by two-level spherical k-means and searched at efSearch 128 (index.ann.coarse).
+  It is not the automatic choice: at 1M CLIP-shaped vectors 16*sqrt(N) such lists scan
+  ~1.4x fewer codes than 4*sqrt(N) flat ones for the same recall, but after tuning both
+  ran ~7.5x a flat scan batched (7.68x vs 7.45x), with a slower add and no GPU path
+  (docs/measurements.md, section 4, "At 1M vectors").
 * Codes: `SQ8`, one byte per dimension (512 bytes for ViT-B-32). On CLIP-shaped
   vectors (a narrow cone around a shared mean) 64-byte PQ codes lose the true top 10
   among look-alikes: IVF-PQ64x8 needed refine 32 at nprobe 64 for 0.95 10-recall@10
@@ -13,7 +19,7 @@ The rule (documented in the README; measurements in docs/measurements.md):
   stayed under 0.82 with refine 16, while IVF-SQ8 reaches 0.97 without re-ranking and
   0.98 with refine 2. `--pq-m/--nbits` still build IVF-PQ for a smaller index.
 * Training sample: 64 points per centroid, at least 10,000, at most 500,000
-  (or 39 per centroid where that is more).
+  (or 39 per centroid where that is more; 30 for an HNSW coarse quantizer).
 * Default nprobe nlist/32 (at least 8) and exact re-ranking of 2*k candidates
   (refine 2) are only the starting point: every build then tunes nprobe and refine
   on sampled stored vectors to reach --target-recall (index.ann.tuning).
@@ -33,6 +39,9 @@ MIN_POINTS_PER_CENTROID = 39
 TRAIN_POINTS_PER_CENTROID = 64
 MIN_TRAIN = 10_000
 MAX_TRAIN = 500_000
+# An HNSW coarse quantizer (--index-spec IVFn_HNSWm,...) is trained two-level (index.ann.coarse),
+# whose second level clusters each group apart: 30 points per list are enough there.
+MIN_POINTS_PER_CENTROID_TWO_LEVEL = 30
 DEFAULT_REFINE = 2
 # Factory strings of an exact (brute-force) index; all are built as a Flat in an IDMap2.
 EXACT_SPECS = ("Flat", "IDMap,Flat", "IDMap2,Flat")
@@ -69,10 +78,12 @@ def auto_pq_m(dim: int) -> int:
     return max(m for m in range(1, limit + 1) if dim % m == 0)
 
 
-def train_size(n: int, nlist: int) -> int:
-    """64 points per centroid, capped at MAX_TRAIN, but never below 39 per centroid."""
+def train_size(n: int, nlist: int, two_level: bool = False) -> int:
+    """64 points per centroid, capped at MAX_TRAIN, but never below 39 per centroid (30
+    for the two-level k-means of an HNSW coarse quantizer)."""
     capped = min(MAX_TRAIN, TRAIN_POINTS_PER_CENTROID * nlist)
-    return min(n, max(MIN_TRAIN, MIN_POINTS_PER_CENTROID * nlist, capped))
+    floor = MIN_POINTS_PER_CENTROID_TWO_LEVEL if two_level else MIN_POINTS_PER_CENTROID
+    return min(n, max(MIN_TRAIN, floor * nlist, capped))
 
 
 def default_nprobe(nlist: int) -> int:
@@ -125,7 +136,7 @@ def _from_spec(spec: str, n: int) -> IndexSettings:
         spec=spec, exact=exact, auto=False, nlist=nlist,
         pq_m=int(pq.group(1)) if pq else None,
         nbits=int(pq.group(2) or 8) if pq else None,
-        train_size=0 if exact else train_size(n, nlist or 1),
+        train_size=0 if exact else train_size(n, nlist or 1, two_level="_HNSW" in spec),
         default_nprobe=default_nprobe(nlist) if nlist else None,
         refine_factor=DEFAULT_REFINE if pq or "SQ" in spec else 1,
     )

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 DEFAULT_TARGET = 0.95
 DEFAULT_K = 10
 REFINES = (1, 2, 4, 8, 16, 32, 64)
-PLATEAU = 0.002  # a doubling of nprobe that gains less than this ends the ladder
+PLATEAU = 0.002  # a doubling of nprobe (two rungs) that gains less than this ends the ladder
 # Stored vectors sit where k-means put the lists, so they read more recall than new images:
 # on CLIP-shaped vectors 0.960 -> 0.946 at 100k and 0.956 -> 0.948 at 1M (docs/benchmarks.md,
 # "Recall by default"). The tuner aims this far above the target so new queries reach it.
@@ -98,9 +98,15 @@ def recall_without_self(found: np.ndarray, truth: np.ndarray, query_ids: np.ndar
 
 
 def nprobe_ladder(nlist: int) -> list[int]:
-    """Powers of two from 1 to nlist (and nlist itself)."""
-    ladder = [2 ** i for i in range(0, max(1, nlist).bit_length()) if 2 ** i <= nlist]
-    return sorted(set(ladder) | {nlist})
+    """Powers of two from 1 to nlist, the half-octaves between them (3, 6, 12, ..., 96, 192,
+    ...) and nlist itself. Half-octaves because a doubling is too coarse a step where the
+    scan is the cost: on CLIP-shaped vectors at 1M, refine 2 reaches the target at 96 of
+    4096 lists, and without that rung the choice was nprobe 128 at refine 1, a third more
+    codes scanned per query (docs/measurements.md, section 4)."""
+    ladder = {nlist}
+    for i in range(0, max(1, nlist).bit_length()):
+        ladder |= {2 ** i, 3 * 2 ** i // 2} if i else {1}
+    return sorted(p for p in ladder if p <= nlist)
 
 
 def measure_trial(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray,
@@ -156,26 +162,32 @@ def _walk(run: Callable[[int, int], Trial], ladder: list[int], refines: list[int
           target: float, out_of_time: Callable[[], bool]) -> None:
     """Up the nprobe ladder at each refine depth until the target is met; after that, a
     deeper refine is only worth trying at a smaller nprobe (at the same nprobe it costs
-    more), so each deeper depth gets one step below the best so far."""
+    more), so each deeper depth steps down from one rung below the best so far while it
+    still meets the target, and the walk ends at the first depth that gains no rung."""
     met_at: int | None = None  # smallest ladder position that met the target
     for refine in refines:
         if met_at is None:
-            previous = -1.0
+            seen: list[float] = []
             for position in range(len(ladder)):
                 trial = run(ladder[position], refine)
                 if trial.recall >= target:
                     met_at = position
                     break
-                if trial.recall - previous < PLATEAU or out_of_time():
+                before = seen[-2] if len(seen) >= 2 else -1.0  # at half this nprobe
+                if trial.recall - before < PLATEAU or out_of_time():
                     break
-                previous = trial.recall
+                seen.append(trial.recall)
         elif met_at == 0:
             return
         else:
-            trial = run(ladder[met_at - 1], refine)
-            if trial.recall < target:
+            gained = False
+            while met_at > 0 and not out_of_time():
+                if run(ladder[met_at - 1], refine).recall < target:
+                    break
+                met_at -= 1
+                gained = True
+            if not gained:
                 return
-            met_at -= 1
         if out_of_time():
             return
 

@@ -32,6 +32,13 @@ def test_large_corpora_get_ivf_sq8_with_power_of_two_lists(n, nlist):
     assert 1 <= settings.default_nprobe <= nlist and settings.refine_factor > 1
 
 
+def test_an_hnsw_coarse_spec_trains_on_thirty_points_per_list():
+    settings = choose_settings(1_000_000, 512, IndexOverrides(spec="IVF16384_HNSW32,SQ8"))
+    assert (settings.nlist, settings.train_size, settings.auto) == (16384, 500_000, False)
+    assert choose_settings(10_000_000, 512, IndexOverrides(spec="IVF65536_HNSW32,SQ8")
+                           ).train_size == 30 * 65536
+
+
 def test_nlist_is_stable_while_the_corpus_grows():
     assert auto_nlist(60_000) == auto_nlist(90_000)  # no retraining for a 50% growth
 
