@@ -10,10 +10,11 @@ IndexFlatIP over the same vectors) in the same run, so ratios survive a shared m
     python scripts/measure_levers.py --index-dir /tmp/recall-clip-cone-1000000.idx \\
         --specs 'IVF4096,SQ8;IVF16384_HNSW32,SQ8+2level' --out levers-1m.jsonl
 
-A spec is a faiss factory string (``{nl}`` is the automatic nlist, 4*sqrt(N)); a
-``+2level`` suffix trains an HNSW coarse quantizer as the automatic rule does
-(index/ann/coarse.py: two-level spherical k-means, efSearch 128) instead of faiss's flat
-k-means and efSearch 16.
+A spec is a faiss factory string (``{nl}`` is the automatic nlist, 4*sqrt(N)), optionally
+with its own refine depths (``IVF{nl},RaBitQfs@4,8``); a ``+2level`` suffix trains an HNSW
+coarse quantizer as the automatic rule does (index/ann/coarse.py: two-level spherical
+k-means, efSearch 128) instead of faiss's flat k-means and efSearch 16. ``--share-coarse``
+trains the coarse centroids once per nlist, so the codes are compared on the same lists.
 Per spec and refine depth, nprobe walks up ``--nprobes`` until recall reaches ``--stop``;
 rows from ``--time-from`` recall up are timed (batched against flat, single-query p50).
 """
@@ -77,8 +78,13 @@ def as_f32(base16: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.nda
     return out
 
 
-def build(spec: str, base16: np.ndarray, train_n: int, niter: int) -> tuple[faiss.Index, dict]:
-    """Train on a seeded sample, add everything in blocks; seconds and list sizes."""
+def build(spec: str, base16: np.ndarray, train_n: int, niter: int,
+          centroids: dict[tuple[int, bool], np.ndarray] | None = None
+          ) -> tuple[faiss.Index, dict]:
+    """Train on a seeded sample, add everything in blocks; seconds and list sizes. With
+    ``centroids`` (a cache by nlist and quantizer kind) every spec of one nlist shares the
+    first one's coarse centroids: the codes are then compared on the same lists, and
+    the coarse k-means (most of the training time) runs once."""
     two_level = spec.endswith("+2level")
     factory = spec.removesuffix("+2level")
     dim = base16.shape[1]
@@ -90,9 +96,16 @@ def build(spec: str, base16: np.ndarray, train_n: int, niter: int) -> tuple[fais
     rng = np.random.default_rng(0)
     sample = as_f32(base16, np.sort(rng.choice(len(base16), train_n, replace=False)))
     began = time.perf_counter()
-    if two_level and not coarse.train_coarse(ivf, sample):
+    key = (int(ivf.nlist), two_level)
+    if centroids is not None and key in centroids:
+        ivf.quantizer.add(centroids[key])
+        if two_level:
+            coarse.hnsw_of(ivf).efSearch = coarse.QUANTIZER_EF
+    elif two_level and not coarse.train_coarse(ivf, sample):
         raise SystemExit(f"{spec}: +2level needs an HNSW coarse quantizer (IVFn_HNSW32,...)")
     index.train(sample)  # only the codes when the quantizer already holds nlist centroids
+    if centroids is not None and key not in centroids:
+        centroids[key] = ivf.quantizer.reconstruct_n(0, ivf.nlist)
     train_s = time.perf_counter() - began
     began = time.perf_counter()
     for start in range(0, len(base16), 100_000):
@@ -105,10 +118,16 @@ def build(spec: str, base16: np.ndarray, train_n: int, niter: int) -> tuple[fais
                    "code_bytes": int(ivf.code_size), "train_n": train_n}
 
 
-def searcher(index: faiss.Index, store: np.ndarray, nprobe: int, refine: int, k: int = 10):
+def searcher(index: faiss.Index, store: np.ndarray, nprobe: int, refine: int, k: int = 10,
+             qb: int = 8):
     """Batched search as Searcher does it: k hits at refine 1, else 16*refine candidates
     (the first tier, index/ann/tiers.py) re-ranked exactly from the float16 store."""
-    params = faiss.SearchParametersIVF(nprobe=nprobe)
+    ivf = faiss.extract_index_ivf(index)
+    if isinstance(faiss.downcast_index(ivf), (faiss.IndexIVFRaBitQ,
+                                             faiss.IndexIVFRaBitQFastScan)):
+        params = faiss.IVFRaBitQSearchParameters(nprobe=nprobe, qb=qb)
+    else:
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
     depth = k if refine == 1 else 16 * refine
 
     def run(q: np.ndarray) -> np.ndarray:
@@ -137,6 +156,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--single", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--qb", type=int, default=8, help="RaBitQ query bits (faiss's qb)")
+    ap.add_argument("--share-coarse", action="store_true",
+                    help="train the coarse centroids once per nlist and reuse them")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     faiss.omp_set_num_threads(args.threads)
@@ -150,18 +172,20 @@ def main() -> int:
     timed_q = xq[:args.batch]
     base = {"n": n, "dist": args.dist, "source": source, "threads": args.threads}
     print(json.dumps(base), flush=True)
+    centroids: dict[tuple[int, bool], np.ndarray] | None = {} if args.share_coarse else None
     with args.out.open("a") as out:
         for template in args.specs.split(";"):
+            template, _, own_refines = template.partition("@")
             spec = template.format(nl=nl)
             nlist = int(spec.split("IVF")[1].split(",")[0].split("_")[0])
             train_n = min(n, args.train or min(500_000, max(64 * nlist, 39 * nlist)))
-            index, built = build(spec, store, train_n, args.niter)
+            index, built = build(spec, store, train_n, args.niter, centroids)
             print(json.dumps({"spec": spec, **built}), flush=True)
-            for refine in map(int, args.refines.split(",")):
+            for refine in map(int, (own_refines or args.refines).split(",")):
                 for nprobe in map(int, args.nprobes.split(",")):
                     if nprobe > nlist:
                         break
-                    run = searcher(index, store, nprobe, refine)
+                    run = searcher(index, store, nprobe, refine, qb=args.qb)
                     faiss.cvar.indexIVF_stats.reset()
                     found = run(xq)
                     scanned = faiss.cvar.indexIVF_stats.ndis / len(xq)

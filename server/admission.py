@@ -24,6 +24,22 @@ def release_freed_memory() -> None:
         pass
 
 
+LARGE_BUFFER_BYTES = 4 * 1024 * 1024
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def large_buffers_from_the_os(threshold: int = LARGE_BUFFER_BYTES) -> None:
+    """Serve every allocation of ``threshold`` bytes or more by its own mmap, returned to
+    the OS when freed. glibc's default threshold rises to 32 MiB after the first large free,
+    so Pillow's 16 MiB image blocks then land in the arena of whichever RPC thread decoded
+    them and stay there until a trim; with 16 threads decoding in turn that kept up to
+    1.5 GB above the decode budget (tests/server/test_chaos.py). A no-op without glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold)
+    except (OSError, AttributeError):
+        pass
+
+
 class OverloadedError(VisearchError):
     """The server has no room for this work now; retry after a short backoff."""
 
@@ -36,6 +52,7 @@ class PixelBudget:
             raise ValueError("a pixel budget needs a capacity of at least 1")
         self.capacity = capacity
         self.in_use = 0
+        large_buffers_from_the_os()
         self._changed = threading.Condition()
 
     @contextlib.contextmanager

@@ -129,6 +129,7 @@ class GpuPlacement:
         self.enabled = want_gpu and gpu_count() > 0
         self.used = False
         self._resources: Any = None
+        self._clustering: Any = None
 
     def to_device(self, index: faiss.Index, settings: IndexSettings) -> faiss.Index:
         if not self.enabled or settings.exact:
@@ -148,12 +149,28 @@ class GpuPlacement:
             options.useFloat16 = table_bytes > GPU_SHARED_MEMORY_BYTES
             gpu_index = faiss.index_cpu_to_gpu(self._resources, 0, index, options)
         except (RuntimeError, AttributeError) as exc:
-            log.warning("faiss GPU cannot take %s (%s); training and adding on the CPU",
-                        settings.spec, exc)
+            kmeans = self._gpu_kmeans(ivf)
+            log.warning("faiss GPU cannot take %s (%s); %s on the CPU", settings.spec, exc,
+                        "its coarse k-means runs on the GPU, coding and adding" if kmeans
+                        else "training and adding")
             self.enabled = False
             return index
         self.used = True
         return gpu_index
+
+    def _gpu_kmeans(self, ivf: Any) -> bool:
+        """Coarse k-means on the GPU for an IVF index faiss cannot copy there (RaBitQ codes):
+        the k-means is most of the training time, and faiss trains with any flat index."""
+        if ivf is None or ivf.is_trained or self._resources is None:
+            return False
+        try:
+            flat = faiss.IndexFlatIP(ivf.d) if ivf.metric_type == faiss.METRIC_INNER_PRODUCT \
+                else faiss.IndexFlatL2(ivf.d)
+            self._clustering = faiss.index_cpu_to_gpu(self._resources, 0, flat)
+        except (RuntimeError, AttributeError):
+            return False
+        ivf.clustering_index = self._clustering  # kept alive by self: SWIG holds a pointer
+        return True
 
     def to_cpu(self, index: faiss.Index) -> faiss.Index:
         return faiss.index_gpu_to_cpu(index) if self.used else index

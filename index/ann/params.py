@@ -12,12 +12,17 @@ The rule (documented in the README; measurements in docs/measurements.md):
   ~1.4x fewer codes than 4*sqrt(N) flat ones for the same recall, but after tuning both
   ran ~7.5x a flat scan batched (7.68x vs 7.45x), with a slower add and no GPU path
   (docs/measurements.md, section 4, "At 1M vectors").
-* Codes: `SQ8`, one byte per dimension (512 bytes for ViT-B-32). On CLIP-shaped
-  vectors (a narrow cone around a shared mean) 64-byte PQ codes lose the true top 10
-  among look-alikes: IVF-PQ64x8 needed refine 32 at nprobe 64 for 0.95 10-recall@10
-  at 100k (3x a flat scan's batched speed), 4-bit fast-scan PQ (PQ64x4fs, PQ128x4fs)
-  stayed under 0.82 with refine 16, while IVF-SQ8 reaches 0.97 without re-ranking and
-  0.98 with refine 2. `--pq-m/--nbits` still build IVF-PQ for a smaller index.
+* Codes: `SQ8`, one byte per dimension (512 bytes for ViT-B-32), below 4,096 lists;
+  `RaBitQ2` (2-bit RaBitQ, 148 bytes at 512-d, with exact re-ranking) from 4,096 lists
+  (N >= ~525k), where scanning the codes is the cost of a query. On CLIP-shaped vectors
+  (a narrow cone around a shared mean) 64-byte PQ codes lose the true top 10 among
+  look-alikes: IVF-PQ64x8 needed refine 32 at nprobe 64 for 0.95 10-recall@10 at 100k
+  (3x a flat scan's batched speed), 4-bit fast-scan PQ stayed under 0.82 with refine 16,
+  while IVF-SQ8 reaches 0.97 without re-ranking. RaBitQ's 2-bit codes with refine 2 rank
+  almost as SQ8 does on the same lists (0.968 against 0.979 at 1M, 96 of 4096 lists), in
+  a quarter of the bytes and at ~2x SQ8's batched speed at 1M; at 100k the two tie on
+  CLIP-shaped vectors and SQ8 wins on clustered ones, where it needs no re-ranking
+  (docs/measurements.md, section 4, "RaBitQ"). `--pq-m/--nbits` still build IVF-PQ.
 * Training sample: 64 points per centroid, at least 10,000, at most 500,000
   (or 39 per centroid where that is more; 30 for an HNSW coarse quantizer).
 * Default nprobe nlist/32 (at least 8) and exact re-ranking of 2*k candidates
@@ -43,6 +48,9 @@ MAX_TRAIN = 500_000
 # whose second level clusters each group apart: 30 points per list are enough there.
 MIN_POINTS_PER_CENTROID_TWO_LEVEL = 30
 DEFAULT_REFINE = 2
+# From this many lists the automatic codes are RaBitQ's (above: where scanning dominates).
+RABITQ_FROM_NLIST = 4096
+RABITQ_CODES = "RaBitQ2"
 # Factory strings of an exact (brute-force) index; all are built as a Flat in an IDMap2.
 EXACT_SPECS = ("Flat", "IDMap,Flat", "IDMap2,Flat")
 
@@ -86,6 +94,17 @@ def train_size(n: int, nlist: int, two_level: bool = False) -> int:
     return min(n, max(MIN_TRAIN, floor * nlist, capped))
 
 
+def auto_codes(nlist: int) -> str:
+    """The automatic codes for an IVF index of ``nlist`` lists (see the module docstring)."""
+    return RABITQ_CODES if nlist >= RABITQ_FROM_NLIST else "SQ8"
+
+
+def estimating_codes(spec: str) -> bool:
+    """Codes whose scores are estimates to be re-ranked (PQ, RaBitQ), not near-exact ones
+    (SQ8, Flat): the tuner does not try them without re-ranking."""
+    return bool(re.search(r"PQ\d|RaBitQ", spec))
+
+
 def default_nprobe(nlist: int) -> int:
     return min(nlist, max(8, nlist // 32))
 
@@ -103,11 +122,12 @@ def choose_settings(n: int, dim: int, overrides: IndexOverrides = IndexOverrides
         return IndexSettings(spec="Flat", exact=True, auto=True, refine_factor=1)
     nlist = overrides.nlist or auto_nlist(n)
     if overrides.pq_m is None and overrides.nbits is None:
+        spec = f"IVF{nlist},{auto_codes(nlist)}"
         if n < max(nlist, 256):
-            raise IndexSpecError(f"{n} vectors are too few to train IVF{nlist},SQ8 (needs "
+            raise IndexSpecError(f"{n} vectors are too few to train {spec} (needs "
                                  f"at least {max(nlist, 256)}); use --index-spec Flat")
         return IndexSettings(
-            spec=f"IVF{nlist},SQ8", exact=False, auto=not overrides.any, nlist=nlist,
+            spec=spec, exact=False, auto=not overrides.any, nlist=nlist,
             train_size=train_size(n, nlist), default_nprobe=default_nprobe(nlist),
             refine_factor=DEFAULT_REFINE)
     pq_m = overrides.pq_m or auto_pq_m(dim)
@@ -138,5 +158,5 @@ def _from_spec(spec: str, n: int) -> IndexSettings:
         nbits=int(pq.group(2) or 8) if pq else None,
         train_size=0 if exact else train_size(n, nlist or 1, two_level="_HNSW" in spec),
         default_nprobe=default_nprobe(nlist) if nlist else None,
-        refine_factor=DEFAULT_REFINE if pq or "SQ" in spec else 1,
+        refine_factor=DEFAULT_REFINE if pq or "SQ" in spec or "RaBitQ" in spec else 1,
     )

@@ -23,6 +23,7 @@ import numpy as np
 from faiss.contrib.exhaustive_search import knn_ground_truth
 
 from index.ann import faiss_index as ann
+from index.ann.params import estimating_codes
 from index.ann.query import MAX_CANDIDATES, Hits, SearchParams
 from index.store.manifest import Manifest
 from index.store.vectors import VectorStore, sample_ids
@@ -125,16 +126,21 @@ def measure_trial(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray,
 
 
 def tune(search: SearchFn, queries: np.ndarray, query_ids: np.ndarray, truth: np.ndarray,
-         nlist: int | None, config: TuneConfig = TuneConfig()) -> Tuned:
+         nlist: int | None, config: TuneConfig = TuneConfig(), first_refine: int = 1
+         ) -> Tuned:
     """The fastest (per query, batched) setting whose recall reaches ``config.target`` plus
     ``config.margin`` (else the best recall found); ``met`` is judged against the target.
 
     ``truth`` holds the exact top ``k + 1`` ids of each query (its own id among them);
-    ``nlist`` None means the index has no nprobe (flat).
+    ``nlist`` None means the index has no nprobe (flat). Refine depths below
+    ``first_refine`` are not tried: codes whose scores are estimates (RaBitQ, PQ) plateau
+    far below any target without re-ranking, and climbing the ladder to that plateau
+    costs the walk its slowest trials.
     """
     began = time.perf_counter()
     k = config.k
-    refines = [r for r in REFINES if (k + 1) * r <= MAX_CANDIDATES]
+    refines = [r for r in REFINES if (k + 1) * r <= MAX_CANDIDATES and r >= first_refine] \
+        or [1]
     trials: list[Trial] = []
 
     def run(nprobe: int | None, refine: int) -> Trial:
@@ -218,7 +224,8 @@ def tune_searcher(searcher: Searcher, config: TuneConfig = TuneConfig()) -> Tune
     nlist = searcher.manifest.index.nlist if searcher.is_ivf else None
     if nlist is not None:
         nlist = min(nlist, ann.ivf_of(searcher.index).nlist)
-    tuned = tune(searcher.search_unit, queries, query_ids, truth, nlist, config)
+    first = 2 if estimating_codes(searcher.manifest.index.spec) else 1
+    tuned = tune(searcher.search_unit, queries, query_ids, truth, nlist, config, first)
     return replace(tuned, vectors=len(held))
 
 

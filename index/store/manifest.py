@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ def code_bytes(settings: IndexSettings, dim: int) -> int:
     for name, bits in (("SQ8", 8), ("SQ6", 6), ("SQ4", 4), ("SQfp16", 16)):
         if name in settings.spec:
             return dim * bits // 8
+    rabitq = re.search(r"RaBitQ(?:fs)?(\d*)", settings.spec)
+    if rabitq:  # sign bits + extra bits per dimension + the correction factors (faiss 1.15)
+        bits = int(rabitq.group(1) or 1)
+        extra = (dim * (bits - 1) + 7) // 8 + 12 if bits > 1 else 0
+        return (dim + 7) // 8 + 8 + extra
     return 0
 
 

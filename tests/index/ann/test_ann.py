@@ -143,3 +143,22 @@ def test_gpu_build_matches_cpu_recall(tmp_path):
         results[name] = Searcher(directory).search(vectors[:200], SearchParams(k=1, nprobe=16))
     for hits in results.values():
         assert np.mean(hits.ids[:, 0] == np.arange(200)) > 0.9
+
+
+@pytest.mark.gpu
+def test_rabitq_codes_train_their_coarse_lists_on_the_gpu(tmp_path, caplog):
+    """faiss's GPU has no RaBitQ index: the build keeps the codes on the CPU and runs only
+    the coarse k-means there, and the index is as good as a CPU-trained one."""
+    if ann.gpu_count() == 0:
+        pytest.skip("this faiss build has no GPU support")
+    vectors = clustered(N, DIM)
+    overrides = IndexOverrides(spec="IVF256,RaBitQ2")
+    for name, use_gpu in (("cpu", False), ("gpu", True)):
+        directory = IndexDirectory(tmp_path / name)
+        with caplog.at_level("WARNING", logger="visearch.index"):
+            import_vectors(directory, vectors, keys(N), precomputed_identity(DIM),
+                           IndexingOptions(progress=False, use_gpu=use_gpu,
+                                           overrides=overrides))
+        hits = Searcher(directory).search(vectors[:200], SearchParams(k=1, nprobe=16))
+        assert np.mean(hits.ids[:, 0] == np.arange(200)) > 0.9
+    assert "coarse k-means runs on the GPU" in caplog.text

@@ -6,6 +6,7 @@ import pytest
 
 from index.ann.params import (
     FLAT_BELOW,
+    RABITQ_CODES,
     IndexOverrides,
     IndexSpecError,
     auto_nlist,
@@ -20,12 +21,15 @@ def test_small_corpora_get_an_exact_flat_index(n):
     assert settings.spec == "Flat" and settings.exact and settings.refine_factor == 1
 
 
-@pytest.mark.parametrize("n, nlist", [
-    (10_000, 256), (100_000, 1024), (1_000_000, 4096), (10_000_000, 16384),
-    (1_000_000_000, 131072)])
-def test_large_corpora_get_ivf_sq8_with_power_of_two_lists(n, nlist):
+@pytest.mark.parametrize("n, nlist, codes", [
+    (10_000, 256, "SQ8"), (100_000, 1024, "SQ8"), (500_000, 2048, "SQ8"),
+    (600_000, 4096, RABITQ_CODES), (1_000_000, 4096, RABITQ_CODES),
+    (10_000_000, 16384, RABITQ_CODES), (1_000_000_000, 131072, RABITQ_CODES)])
+def test_large_corpora_get_ivf_with_power_of_two_lists(n, nlist, codes):
+    """SQ8 codes while the lists are small, RaBitQ's from 4,096 lists, where the scan of
+    the codes is what a query costs (index/ann/params.py)."""
     settings = choose_settings(n, 512)
-    assert settings.spec == f"IVF{nlist},SQ8" and not settings.exact
+    assert settings.spec == f"IVF{nlist},{codes}" and not settings.exact
     assert n / settings.nlist >= 39  # training points per centroid
     assert settings.train_size <= min(n, max(500_000, 39 * nlist))
     assert settings.train_size >= min(n, 39 * nlist)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from index.ann.params import RABITQ_CODES, IndexOverrides
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.build.publish import IndexingOptions
@@ -18,16 +19,19 @@ from tests.synthetic import clustered, keys
 DIM = 16
 
 
-@pytest.fixture(scope="module")
-def copies(tmp_path_factory):
-    """300 vectors; ids 300..311 are near copies of id 0 (cosine >= 0.98 with it)."""
+@pytest.fixture(scope="module", params=[None, f"IVF4,{RABITQ_CODES}"])
+def copies(tmp_path_factory, request):
+    """300 vectors; ids 300..311 are near copies of id 0 (cosine >= 0.98 with it). In an
+    exact index, and in RaBitQ codes, whose range search runs on estimated scores."""
     base = clustered(300, DIM, seed=3)
     rng = np.random.default_rng(4)
     unit = base[0] / np.linalg.norm(base[0])
     near = unit + rng.normal(0, 0.03, (12, DIM)).astype(np.float32)
     directory = IndexDirectory(tmp_path_factory.mktemp("copies") / "idx")
+    overrides = IndexOverrides(spec=request.param) if request.param else IndexOverrides()
     import_vectors(directory, np.vstack([base, near]).astype(np.float32), keys(312),
-                   precomputed_identity(DIM), IndexingOptions(progress=False))
+                   precomputed_identity(DIM),
+                   IndexingOptions(overrides=overrides, progress=False))
     searcher = Searcher(directory)
     sims = searcher.prepare(near) @ unit
     assert sims.min() >= 0.98

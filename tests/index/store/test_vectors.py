@@ -29,6 +29,21 @@ def test_vectors_come_back_by_id_across_shards(tmp_path):
     np.testing.assert_allclose(got, vectors, rtol=1e-6)
 
 
+def test_few_and_many_ids_read_the_same_rows_from_many_shards(tmp_path):
+    """A re-rank's candidates (few ids, dozens of shards) are read a row at a time, a batch
+    by one slice per shard: both return every row in the order asked."""
+    vectors = clustered(200, 8)
+    shards = [write_shard(tmp_path, n, 5 * n, vectors[5 * n:5 * n + 5], "float32")
+              for n in range(40)]
+    store = VectorStore(tmp_path, shards, 8)
+    rng = np.random.default_rng(2)
+    for size in (1, 7, 150, 200):  # 4 per shard (160) is where the row-at-a-time path ends
+        ids = rng.permutation(200)[:size]
+        np.testing.assert_array_equal(store.raw(ids), vectors[ids])
+    np.testing.assert_array_equal(store.raw(np.array([3, 3, 199, 0])), vectors[[3, 3, 199, 0]])
+    assert store.raw(np.array([], dtype=np.int64)).shape == (0, 8)
+
+
 def test_float16_shards_are_renormalised_on_read(tmp_path):
     vectors = clustered(10, 32)
     store = VectorStore(tmp_path, [write_shard(tmp_path, 0, 0, vectors, "float16")], 32)
