@@ -107,6 +107,18 @@ def ivf_of(index: faiss.Index) -> Any:
         return None
 
 
+def depth_dependent_scan(index: faiss.Index) -> bool:
+    """Whether the first n results of ``index`` may depend on how many were asked for beyond
+    n: faiss's multi-bit RaBitQ scan filters candidates by the heap's k-th score
+    (index.ann.search.Searcher.candidates)."""
+    ivf = ivf_of(index)
+    if ivf is None or not hasattr(faiss, "IndexIVFRaBitQ"):
+        return False
+    if isinstance(ivf, faiss.IndexIVFRaBitQFastScan):  # its scan refines estimates too
+        return True
+    return isinstance(ivf, faiss.IndexIVFRaBitQ) and int(ivf.rabitq.nb_bits) > 1  # type: ignore[attr-defined]
+
+
 def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchParameters | None:
     """Per-call parameters: never mutate a shared index's nprobe (a data race).
 
