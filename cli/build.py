@@ -34,8 +34,9 @@ PATH is a directory (searched recursively), an image file, or @FILE naming a tex
 file with one path per line. Rerunning on the same --out embeds only new or
 changed images; a killed build resumes where it stopped.
 
-Index choice: below 10,000 vectors an exact flat index; above, IVF-PQ with
-nlist ~ 4*sqrt(N) (a power of two), PQ M = largest divisor of dim <= 64, 8 bits.
+Index choice: below 10,000 vectors an exact flat index; above, IVF with nlist ~
+4*sqrt(N) (a power of two) and SQ8 codes, or 2-bit RaBitQ codes from 4,096 lists
+(N >= 524,288); then nprobe and refine are tuned to --target-recall.
 """
 
 SYNC_HELP = ("bring the index IDX in line with PATH...: add new images, re-embed changed ones, "

@@ -24,20 +24,21 @@ def release_freed_memory() -> None:
         pass
 
 
-LARGE_BUFFER_BYTES = 4 * 1024 * 1024
+LARGE_BUFFER_BYTES = 8 * 1024 * 1024
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
 
 
-def large_buffers_from_the_os(threshold: int = LARGE_BUFFER_BYTES) -> None:
+def large_buffers_from_the_os(threshold: int = LARGE_BUFFER_BYTES) -> bool:
     """Serve every allocation of ``threshold`` bytes or more by its own mmap, returned to
     the OS when freed. glibc's default threshold rises to 32 MiB after the first large free,
     so Pillow's 16 MiB image blocks then land in the arena of whichever RPC thread decoded
     them and stay there until a trim; with 16 threads decoding in turn that kept up to
-    1.5 GB above the decode budget (tests/server/test_chaos.py). A no-op without glibc."""
+    1.5 GB above the decode budget (tests/server/test_chaos.py). Process-wide, so it is set
+    by `visearch serve` (server.app.serve) only. False without glibc or when refused."""
     try:
-        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold)
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):
-        pass
+        return False
 
 
 class OverloadedError(VisearchError):
@@ -52,7 +53,6 @@ class PixelBudget:
             raise ValueError("a pixel budget needs a capacity of at least 1")
         self.capacity = capacity
         self.in_use = 0
-        large_buffers_from_the_os()
         self._changed = threading.Condition()
 
     @contextlib.contextmanager

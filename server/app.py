@@ -24,6 +24,7 @@ from visearch.v1 import search_pb2, search_pb2_grpc
 from common.errors import VisearchError
 from common.machine import usable_cores
 from index.store.atomic import write_bytes_atomic
+from server.admission import large_buffers_from_the_os
 from server.auth import AuthPolicy, auth_policy
 from server.callpath import CallInterceptor
 from server.config import ServerConfig, message_options
@@ -311,6 +312,8 @@ def serve(config: ServerConfig, http: WebConfig | None = None) -> int:
         from server.affinity import pin_process
 
         pin_process(config.cpus)
+    if not large_buffers_from_the_os():
+        log.info("large buffers stay with glibc's adaptive mmap threshold (no mallopt here)")
     server = SearchServer(config)
     server.start()
     web = None

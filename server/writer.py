@@ -27,8 +27,8 @@ import numpy as np
 
 from common.errors import VisearchError
 from index.ann.live import LiveSearcher
-from index.ann.params import choose_settings
-from index.build.publish import IndexingOptions, publish_index
+from index.ann.params import IndexOverrides
+from index.build.publish import IndexingOptions, publish_index, settings_for
 from index.store import metadata as meta
 from index.store.catalog import ImageRecord
 from index.store.contract import stored_identity
@@ -300,7 +300,7 @@ class OnlineWriter:
         """Say so when the automatic rule would now choose another index (retrain advice)."""
         m = self.searcher.manifest
         n = self.searcher.ntotal
-        wanted = choose_settings(n, m.dim).spec if m.index.auto else m.index.spec
+        wanted = settings_for(n, m.dim, m, IndexOverrides()).spec
         advice = "" if wanted == m.index.spec else (
             f"the index holds {n:,} vectors; the automatic rule would now pick {wanted} "
             f"instead of {m.index.spec}: stop this server and run `visearch build --retrain` "

@@ -96,6 +96,23 @@ def pq_template(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="session")
+def rabitq_template(tmp_path_factory):
+    """The template's vectors in RaBitQ codes (the automatic choice from 4,096 lists, named
+    here at 256), self-tuned as every build is; read-only."""
+    from index.ann.params import RABITQ_CODES, IndexOverrides
+    from index.build.publish import IndexingOptions
+    from index.build.vector_import import import_vectors
+    from index.store.contract import precomputed_identity
+    from index.store.directory import IndexDirectory
+
+    directory = IndexDirectory(tmp_path_factory.mktemp("rabitq") / "idx")
+    import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N), precomputed_identity(IVF_DIM),
+                   IndexingOptions(overrides=IndexOverrides(spec=f"IVF256,{RABITQ_CODES}"),
+                                   progress=False))
+    return directory
+
+
 @pytest.fixture()
 def ivf_copy(ivf_template, tmp_path):
     import shutil

@@ -21,6 +21,10 @@ log = logging.getLogger("visearch.index")
 
 # GPU IVF-PQ keeps its lookup tables in shared memory; above this they need float16.
 GPU_SHARED_MEMORY_BYTES = 48 * 1024
+# RaBitQ query bits, recorded in the index file: 4 (faiss 1.15's default; 0 in 1.13) and 8
+# reach the same recall at 1M clip-cone, and 4 ran 15-30% faster (docs/measurements.md,
+# section 4, "RaBitQ codes"); set here so an index does not depend on the faiss that made it.
+RABITQ_QUERY_BITS = 4
 
 
 def gpu_count() -> int:
@@ -96,6 +100,8 @@ def new_index(settings: IndexSettings, dim: int) -> faiss.Index:
         # Polysemous codes serve Hamming-threshold search, which we never use, and
         # their training is 4/5 of the IVF-PQ training time.
         ivf.do_polysemous_training = False
+    if hasattr(ivf, "qb"):  # RaBitQ: query bits, stored in the index file
+        ivf.qb = RABITQ_QUERY_BITS
     return index
 
 
@@ -105,6 +111,18 @@ def ivf_of(index: faiss.Index) -> Any:
         return faiss.downcast_index(faiss.extract_index_ivf(index))
     except (RuntimeError, AttributeError):
         return None
+
+
+def depth_dependent_scan(index: faiss.Index) -> bool:
+    """Whether the first n results of ``index`` may depend on how many were asked for beyond
+    n: faiss's multi-bit RaBitQ scan filters candidates by the heap's k-th score
+    (index.ann.search.Searcher.candidates)."""
+    ivf = ivf_of(index)
+    if ivf is None or not hasattr(faiss, "IndexIVFRaBitQ"):
+        return False
+    if isinstance(ivf, faiss.IndexIVFRaBitQFastScan):  # its scan refines estimates too
+        return True
+    return isinstance(ivf, faiss.IndexIVFRaBitQ) and int(ivf.rabitq.nb_bits) > 1  # type: ignore[attr-defined]
 
 
 def search_parameters(index: faiss.Index, nprobe: int | None) -> faiss.SearchParameters | None:
@@ -195,6 +213,8 @@ def train(index: faiss.Index, sample: np.ndarray) -> None:
     if ivf is not None:
         coarse.train_coarse(ivf, sample)
     index.train(sample)
+    if ivf is not None and ivf.clustering_index is not None:
+        ivf.clustering_index = None  # a GPU k-means index (GpuPlacement) lives no longer
 
 
 def stored_ids(index: faiss.Index) -> np.ndarray:

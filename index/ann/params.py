@@ -1,4 +1,4 @@
-"""Choose the ANN index for a corpus: exact below a size, IVF with 8-bit scalar codes above.
+"""Choose the ANN index for a corpus: exact below a size, IVF with SQ8 or RaBitQ codes above.
 
 The rule (documented in the README; measurements in docs/measurements.md):
 
@@ -22,7 +22,8 @@ The rule (documented in the README; measurements in docs/measurements.md):
   almost as SQ8 does on the same lists (0.968 against 0.979 at 1M, 96 of 4096 lists), in
   a quarter of the bytes and at ~2x SQ8's batched speed at 1M; at 100k the two tie on
   CLIP-shaped vectors and SQ8 wins on clustered ones, where it needs no re-ranking
-  (docs/measurements.md, section 4, "RaBitQ"). `--pq-m/--nbits` still build IVF-PQ.
+  (docs/measurements.md, section 4, "RaBitQ codes"); a faiss without RaBitQ (< 1.14)
+  keeps SQ8. `--pq-m/--nbits` still build IVF-PQ.
 * Training sample: 64 points per centroid, at least 10,000, at most 500,000
   (or 39 per centroid where that is more; 30 for an HNSW coarse quantizer).
 * Default nprobe nlist/32 (at least 8) and exact re-ranking of 2*k candidates
@@ -32,6 +33,7 @@ The rule (documented in the README; measurements in docs/measurements.md):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -96,7 +98,21 @@ def train_size(n: int, nlist: int, two_level: bool = False) -> int:
 
 def auto_codes(nlist: int) -> str:
     """The automatic codes for an IVF index of ``nlist`` lists (see the module docstring)."""
-    return RABITQ_CODES if nlist >= RABITQ_FROM_NLIST else "SQ8"
+    return RABITQ_CODES if nlist >= RABITQ_FROM_NLIST and rabitq_available() else "SQ8"
+
+
+@functools.cache
+def rabitq_available() -> bool:
+    """Whether this faiss builds and copies IVF RaBitQ indexes (1.14 and later): the
+    factory string needs 1.13.1, cloning one (sharded builds) 1.14."""
+    import faiss
+
+    try:
+        index = faiss.index_factory(8, f"IVF1,{RABITQ_CODES}", faiss.METRIC_INNER_PRODUCT)
+        faiss.clone_index(index)
+    except (RuntimeError, AttributeError):
+        return False
+    return True
 
 
 def estimating_codes(spec: str) -> bool:

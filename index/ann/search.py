@@ -62,6 +62,7 @@ class Searcher:
         self.refine_store = "" if self.manifest.index.exact else choice  # what Info reports
         self.root = build_root(self.catalog)
         self.is_ivf = ann.ivf_of(self.index) is not None
+        self.depth_dependent_scan = ann.depth_dependent_scan(self.index)
         # A build's own searches (self-tuning, parts given) stay on the CPU it serves from.
         self.gpu_index = gpu_serve.place(self.index, self.manifest.index) \
             if self.fixed_index and parts is None else None
@@ -141,9 +142,37 @@ class Searcher:
         if refine == 1:
             scores, ids = index.search(q, params.k, params=self._search_parameters(nprobe))
             return Hits(*_ties_by_id(ids, scores))
-        scores, ids = index.search(q, depth, params=self._search_parameters(nprobe))
-        scores, ids = self.rerank(q, tiers.pq_order(ids, scores), params.k, refine)
+        candidates = self.candidates(q, depth, refine, nprobe, index)
+        scores, ids = self.rerank(q, candidates, params.k, refine)
         return Hits(ids, scores)
+
+    def candidates(self, q: np.ndarray, depth: int, refine: int, nprobe: int | None,
+                   index: faiss.Index | None = None,
+                   params: faiss.SearchParameters | None = None) -> np.ndarray:
+        """``depth`` ANN candidates per query in PQ order, for the tiered re-rank: the first
+        ``16 * refine * 2**j`` of them the same at any depth (index/ann/tiers.py).
+
+        A plain search gives that, except over codes whose scan is not prefix-stable:
+        faiss's multi-bit RaBitQ scan skips a candidate whose 1-bit bound cannot beat the
+        heap's current k-th score, a bound that holds with high probability only, and the
+        heap depends on the depth asked for (~1% of queries at 1M had another top 32 in a
+        search for 64). There each tier's candidates come from a search of that tier's
+        depth, so they do not depend on how deep the query went: one search for a first
+        page, one more per doubling beyond it."""
+        index = self.index if index is None else index
+        call = self._search_parameters(nprobe) if params is None else params
+        first = tiers.FIRST_TIER * refine
+        if not self.depth_dependent_scan or depth <= first:
+            scores, ids = index.search(q, depth, params=call)
+            return tiers.pq_order(ids, scores)
+        scores, ids = index.search(q, first, params=call)
+        out = tiers.pq_order(ids, scores)
+        tier = first
+        while tier < depth:
+            tier = min(2 * tier, depth)
+            scores, ids = index.search(q, tier, params=call)
+            out = tiers.extend(out, tiers.pq_order(ids, scores), tier)
+        return out
 
     def refine_for(self, params: SearchParams) -> int:
         """How many candidates per result are re-ranked exactly (1: none, exact indexes)."""

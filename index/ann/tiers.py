@@ -66,3 +66,17 @@ def select(ids: np.ndarray, exact: np.ndarray, k: int, refine: int
                 break
             bound *= 2
     return out_scores, out_ids
+
+
+def extend(head: np.ndarray, deeper: np.ndarray, depth: int) -> np.ndarray:
+    """``head`` (candidates of a shallower search, kept as they are) followed by the
+    candidates of ``deeper`` it lacks, in their order, to ``depth`` columns (-1 padded):
+    the prefix stays what the shallower search found."""
+    rows = head.shape[0]
+    out = np.full((rows, depth), -1, np.int64)
+    out[:, :head.shape[1]] = head
+    for r in range(rows):
+        fresh = deeper[r][(deeper[r] >= 0) & ~np.isin(deeper[r], head[r])]
+        take = fresh[:depth - head.shape[1]]
+        out[r, head.shape[1]:head.shape[1] + len(take)] = take
+    return out

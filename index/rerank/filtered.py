@@ -106,11 +106,13 @@ def selector_search(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: 
     refine = searcher.refine_for(params)
     call = _selector_parameters(searcher, allowed, params)
     want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
+    if refine > 1:
+        with _reading(searcher):
+            candidates = searcher.candidates(q, want, refine, None, params=call)
+        scores, ids = searcher.rerank(q, candidates, depth, refine)
+        return _tiered(ids[0], scores[0])
     with _reading(searcher):
         scores, ids = searcher.index.search(q, want, params=call)
-    if refine > 1:
-        scores, ids = searcher.rerank(q, tiers.pq_order(ids, scores), depth, refine)
-        return _tiered(ids[0], scores[0])
     return _ordered(ids[0], scores[0], depth)
 
 
@@ -126,11 +128,41 @@ def post_filter(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: int,
     tiered ranking needs (and the probed lists hold more)."""
     refine = searcher.refine_for(params)
     want = tiers.candidate_depth(depth, refine) if refine > 1 else depth
+    nprobe = _nprobe(searcher, params, matched / max(searcher.ntotal, 1))
+    if refine > 1 and searcher.depth_dependent_scan:
+        # Each tier from a search of its own depth, as Searcher.candidates does.
+        tier = tiers.FIRST_TIER * refine
+        found = _allowed_candidates(searcher, q, allowed, min(tier, want), matched, strategy,
+                                    nprobe)
+        candidates = None if found is None else found[0][None, :]
+        while candidates is not None and tier < want:
+            tier = min(2 * tier, want)
+            found = _allowed_candidates(searcher, q, allowed, tier, matched, strategy, nprobe)
+            candidates = None if found is None else tiers.extend(candidates, found[0][None, :],
+                                                                 tier)
+        if candidates is None:
+            return None
+        exact, ranked = searcher.rerank(q, candidates, depth, refine)
+        return _tiered(ranked[0], exact[0])
+    found = _allowed_candidates(searcher, q, allowed, want, matched, strategy, nprobe)
+    if found is None:
+        return None
+    ids_ok, scores_ok = found
+    if refine > 1:
+        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth, refine)
+        return _tiered(ranked[0], exact[0])
+    return _ordered(ids_ok, scores_ok, depth)
+
+
+def _allowed_candidates(searcher: Searcher, q: np.ndarray, allowed: Allowed, want: int,
+                        matched: int, strategy: FilterStrategy, nprobe: int | None
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first ``want`` allowed candidates of one search deep enough to hold them, in PQ
+    order with their scores; None where it fell short and the probed lists hold more."""
     ann_depth = min(searcher.ntotal, strategy.max_depth,
                     math.ceil(want * searcher.ntotal / matched * 1.5) + 16)
     if ann_depth < want:
         return None
-    nprobe = _nprobe(searcher, params, matched / max(searcher.ntotal, 1))
     with _reading(searcher):
         scores, ids = searcher.index.search(q, ann_depth,
                                             params=ann.search_parameters(searcher.index, nprobe))
@@ -139,14 +171,10 @@ def post_filter(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: int,
     ok = found & mask[np.where(found, row, 0)]
     ids_ok, scores_ok = row[ok], scores[0][ok]
     order = np.lexsort((ids_ok, -scores_ok))[:want]  # PQ order, ties by id
-    ids_ok, scores_ok = ids_ok[order], scores_ok[order]
     every_probed = int(found.sum()) < ann_depth  # the probed lists gave all they hold
-    if len(ids_ok) < want and not every_probed:
+    if len(order) < want and not every_probed:
         return None  # a selector search sees the allowed candidates a deeper search misses
-    if refine > 1:
-        exact, ranked = searcher.rerank(q, ids_ok[None, :], depth, refine)
-        return _tiered(ranked[0], exact[0])
-    return _ordered(ids_ok, scores_ok, depth)
+    return ids_ok[order], scores_ok[order]
 
 
 def _selector_parameters(searcher: Searcher, allowed: Allowed,

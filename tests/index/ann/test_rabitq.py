@@ -6,11 +6,12 @@ import faiss
 import numpy as np
 import pytest
 
+from index.ann import faiss_index as ann
 from index.ann.params import RABITQ_CODES, IndexOverrides, choose_settings
 from index.ann.query import SearchParams
 from index.ann.search import Searcher
 from index.ann.tuning import TuneConfig, tune_searcher
-from index.build.publish import IndexingOptions
+from index.build.publish import IndexingOptions, settings_for
 from index.build.vector_import import import_vectors
 from index.store.contract import precomputed_identity
 from index.store.directory import IndexDirectory
@@ -21,14 +22,9 @@ from tests.synthetic import clustered, keys
 SPEC = f"IVF256,{RABITQ_CODES}"
 
 
-@pytest.fixture(scope="module")
-def rabitq_dir(tmp_path_factory):
-    """The template's vectors in RaBitQ codes, self-tuned as every build is."""
-    directory = IndexDirectory(tmp_path_factory.mktemp("rabitq") / "idx")
-    import_vectors(directory, clustered(IVF_N, IVF_DIM), keys(IVF_N),
-                   precomputed_identity(IVF_DIM),
-                   IndexingOptions(overrides=IndexOverrides(spec=SPEC), progress=False))
-    return directory
+@pytest.fixture()
+def rabitq_dir(rabitq_template):
+    return rabitq_template
 
 
 @pytest.mark.parametrize("dim", [64, 100, 512, 768])
@@ -86,3 +82,20 @@ def test_an_incremental_build_adds_to_the_trained_codes(rabitq_dir, tmp_path):
     hits = searcher.search(more[:20], SearchParams(k=1))
     np.testing.assert_array_equal(hits.ids[:, 0], np.arange(IVF_N, IVF_N + 20))
     searcher.close()
+
+
+def test_the_query_bits_measured_are_the_ones_stored(rabitq_dir):
+    searcher = Searcher(rabitq_dir)
+    assert ann.ivf_of(searcher.index).qb == ann.RABITQ_QUERY_BITS  # faiss's default is 4
+    searcher.close()
+
+
+def test_an_earlier_rules_sq8_index_keeps_its_codes_until_its_lists_change(ivf_template):
+    """Upgrading does not retrain a large automatic SQ8 index behind the user's back: the
+    codes follow the rule again when nlist changes, when it retrains anyway."""
+    old = Searcher(ivf_template).manifest.with_index(spec="IVF4096,SQ8", nlist=4096, auto=True)
+    same = settings_for(1_000_000, old.dim, old, IndexOverrides())
+    assert (same.spec, same.auto) == ("IVF4096,SQ8", True)
+    assert same.default_nprobe == old.index.default_nprobe  # the tuning carries over
+    grown = settings_for(4_000_000, old.dim, old, IndexOverrides())
+    assert (grown.spec, grown.auto) == (f"IVF8192,{RABITQ_CODES}", True)

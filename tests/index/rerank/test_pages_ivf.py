@@ -33,8 +33,11 @@ def test_tiered_selection_is_prefix_stable_and_prefers_the_shallow_tier():
     assert [tiers.tier_bound(k) for k in (1, 16, 17, 100)] == [16, 16, 32, 128]
 
 
-def test_ivf_pq_pages_concatenate_to_the_unpaged_ranking(pq_template):
-    searcher = Searcher(pq_template)
+@pytest.mark.parametrize("template", ["pq_template", "rabitq_template"])
+def test_ivf_pq_pages_concatenate_to_the_unpaged_ranking(template, request):
+    """Also over RaBitQ codes, whose scan skips a candidate whose 1-bit bound cannot beat
+    the heap's threshold, which depends on the depth searched (faiss RaBitQuantizer)."""
+    searcher = Searcher(request.getfixturevalue(template))
     assert searcher.is_ivf and searcher.refine_for(SearchParams()) > 1
     queries = searcher.prepare(clustered(50, searcher.dim, seed=77))
     differs = 0
@@ -54,7 +57,8 @@ def test_ivf_pq_pages_concatenate_to_the_unpaged_ranking(pq_template):
         # Before tiers, the plain top-5 (20 candidates) and the top 5 of a top-100
         # (400 candidates) disagreed on some queries; now they cannot.
         differs += _untiered(searcher, q, 5) != _untiered(searcher, q, 100)[:5]
-    assert differs > 0, "no query shows the problem tiers solve: make the test harder"
+    if template == "pq_template":
+        assert differs > 0, "no query shows the problem tiers solve: make the test harder"
 
 
 def _untiered(searcher: Searcher, q: np.ndarray, k: int) -> list[int]:
@@ -63,11 +67,12 @@ def _untiered(searcher: Searcher, q: np.ndarray, k: int) -> list[int]:
     return searcher.rerank(q[None], ids, k)[1][0].tolist()
 
 
-@pytest.fixture(scope="module")
-def ivf_buckets(pq_template, tmp_path_factory):
-    """The IVF-PQ template with ``bucket`` = id % 1000 (bucket < t matches t/10 %)."""
+@pytest.fixture(scope="module", params=["pq_template", "rabitq_template"])
+def ivf_buckets(request, tmp_path_factory):
+    """The IVF-PQ (and RaBitQ) template with ``bucket`` = id % 1000 (bucket < t matches
+    t/10 %)."""
     path = tmp_path_factory.mktemp("ivf-pages") / "idx"
-    shutil.copytree(pq_template.path, path)
+    shutil.copytree(request.getfixturevalue(request.param).path, path)
     directory = IndexDirectory(path)
     add_buckets(directory, 20_000)
     return directory
@@ -90,9 +95,14 @@ def test_filtered_ivf_pq_pages_concatenate_to_the_unpaged_ranking(ivf_buckets, e
                    for h in rank(searcher, q[None], SearchParams(k=page),
                                  Rerank(filter=expr, offset=n * page), force=how).hits]
             assert got == expect, (expr, how, page)
-        # Both ANN strategies see the same candidates, so they rank alike.
+        # Both ANN strategies see the same candidates, so they rank alike; except over
+        # RaBitQ codes, whose scan skips by the k-th score of a heap that holds only the
+        # allowed ids in one strategy and every id in the other (a rare, bounded miss).
         other = "selector" if how == "post" else "post"
         ranked = [[h.id for h in rank(searcher, q[None], SearchParams(k=40), Rerank(filter=expr),
                                       force=f).hits] for f in (how, other)]
-        assert ranked[0] == ranked[1]
+        if searcher.depth_dependent_scan:
+            assert len(set(ranked[0]) & set(ranked[1])) >= 36, ranked
+        else:
+            assert ranked[0] == ranked[1]
     searcher.close()
