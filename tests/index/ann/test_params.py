@@ -22,8 +22,8 @@ def test_small_corpora_get_an_exact_flat_index(n):
 
 
 @pytest.mark.parametrize("n, nlist, codes", [
-    (10_000, 256, "SQ8"), (100_000, 1024, "SQ8"), (500_000, 2048, "SQ8"),
-    (600_000, 4096, RABITQ_CODES), (1_000_000, 4096, RABITQ_CODES),
+    (10_000, 256, "SQ8"), (100_000, 1024, "SQ8"), (524_287, 2048, "SQ8"),
+    (524_288, 4096, RABITQ_CODES), (1_000_000, 4096, RABITQ_CODES),
     (10_000_000, 16384, RABITQ_CODES), (1_000_000_000, 131072, RABITQ_CODES)])
 def test_large_corpora_get_ivf_with_power_of_two_lists(n, nlist, codes):
     """SQ8 codes while the lists are small, RaBitQ's from 4,096 lists, where the scan of
