@@ -118,7 +118,7 @@ def rabitq_available() -> bool:
 def estimating_codes(spec: str) -> bool:
     """Codes whose scores are estimates to be re-ranked (PQ, RaBitQ), not near-exact ones
     (SQ8, Flat): the tuner does not try them without re-ranking."""
-    return bool(re.search(r"PQ\d|RaBitQ", spec))
+    return bool(re.search(r"(?<!O)PQ\d|RaBitQ", spec))  # OPQ is a transform, not codes
 
 
 def default_nprobe(nlist: int) -> int:

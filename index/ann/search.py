@@ -161,17 +161,15 @@ class Searcher:
         page, one more per doubling beyond it."""
         index = self.index if index is None else index
         call = self._search_parameters(nprobe) if params is None else params
-        first = tiers.FIRST_TIER * refine
-        if not self.depth_dependent_scan or depth <= first:
-            scores, ids = index.search(q, depth, params=call)
+
+        def search_at(at: int) -> np.ndarray:
+            scores, ids = index.search(q, at, params=call)
             return tiers.pq_order(ids, scores)
-        scores, ids = index.search(q, first, params=call)
-        out = tiers.pq_order(ids, scores)
-        tier = first
-        while tier < depth:
-            tier = min(2 * tier, depth)
-            scores, ids = index.search(q, tier, params=call)
-            out = tiers.extend(out, tiers.pq_order(ids, scores), tier)
+
+        if not self.depth_dependent_scan:
+            return search_at(depth)
+        out = tiers.by_tiers(search_at, depth, tiers.FIRST_TIER * refine)
+        assert out is not None  # search_at never gives None
         return out
 
     def refine_for(self, params: SearchParams) -> int:

@@ -15,6 +15,8 @@ list did not hold), shown after it so that no earlier page changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 FIRST_TIER = 16
@@ -79,4 +81,19 @@ def extend(head: np.ndarray, deeper: np.ndarray, depth: int) -> np.ndarray:
         fresh = deeper[r][(deeper[r] >= 0) & ~np.isin(deeper[r], head[r])]
         take = fresh[:depth - head.shape[1]]
         out[r, head.shape[1]:head.shape[1] + len(take)] = take
+    return out
+
+
+def by_tiers(search_at: Callable[[int], np.ndarray | None], depth: int, first: int
+             ) -> np.ndarray | None:
+    """Candidates to ``depth`` columns whose first ``first * 2**j`` are those of a search of
+    exactly that depth (``search_at(d)``: PQ-ordered candidates, or None when it cannot
+    give them), for scans whose top n depends on the depth asked for; None if any tier's
+    search gave None."""
+    out = search_at(min(first, depth))
+    tier = first
+    while out is not None and tier < depth:
+        tier = min(2 * tier, depth)
+        deeper = search_at(tier)
+        out = None if deeper is None else extend(out, deeper, tier)
     return out

@@ -80,9 +80,11 @@ def settings_for(n: int, dim: int, previous: Manifest | None,
         settings = choose_settings(n, dim, IndexOverrides(spec=previous.index.spec))
     else:
         settings = choose_settings(n, dim)
-        if settings.nlist == previous.index.nlist and settings.spec != previous.index.spec:
-            # An automatic index of an earlier rule (SQ8 at 4,096 lists) keeps its codes
-            # while its lists stay: a new rule alone does not retrain it; a new nlist does.
+        if previous.index.spec == f"IVF{settings.nlist},SQ8" != settings.spec:
+            # An automatic SQ8 index of the rule before RaBitQ keeps its codes while its
+            # lists stay: that rule change alone does not retrain it; a new nlist does.
+            # (Older automatic IVF-PQ indexes still move to the rule: their recall was
+            # the reason it changed.)
             settings = replace(choose_settings(n, dim, IndexOverrides(
                 spec=previous.index.spec)), auto=True)
     if previous is not None and previous.index.spec == settings.spec:

@@ -131,15 +131,11 @@ def post_filter(searcher: Searcher, q: np.ndarray, allowed: Allowed, depth: int,
     nprobe = _nprobe(searcher, params, matched / max(searcher.ntotal, 1))
     if refine > 1 and searcher.depth_dependent_scan:
         # Each tier from a search of its own depth, as Searcher.candidates does.
-        tier = tiers.FIRST_TIER * refine
-        found = _allowed_candidates(searcher, q, allowed, min(tier, want), matched, strategy,
-                                    nprobe)
-        candidates = None if found is None else found[0][None, :]
-        while candidates is not None and tier < want:
-            tier = min(2 * tier, want)
-            found = _allowed_candidates(searcher, q, allowed, tier, matched, strategy, nprobe)
-            candidates = None if found is None else tiers.extend(candidates, found[0][None, :],
-                                                                 tier)
+        def search_at(at: int) -> np.ndarray | None:
+            found = _allowed_candidates(searcher, q, allowed, at, matched, strategy, nprobe)
+            return None if found is None else found[0][None, :]
+
+        candidates = tiers.by_tiers(search_at, want, tiers.FIRST_TIER * refine)
         if candidates is None:
             return None
         exact, ranked = searcher.rerank(q, candidates, depth, refine)
